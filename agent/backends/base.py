@@ -1,0 +1,45 @@
+"""The one-method contract every model backend implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from agent.records import Message
+
+
+@dataclass
+class GenerationConfig:
+    """How to sample a reply. ``temperature == 0`` means greedy."""
+
+    max_new_tokens: int = 768
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Reply:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    seconds: float = 0.0
+    finish_reason: str = "stop"
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+class BackendError(RuntimeError):
+    """A system fault of the backend (server down, model missing): the run stops and says why."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    model_id: str
+
+    def generate(self, messages: list[Message], config: GenerationConfig) -> Reply: ...

@@ -1,0 +1,36 @@
+"""A backend that replies from a queue and records what it was sent: the fake model for tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from agent.backends.base import BackendError, GenerationConfig, Reply
+from agent.records import Message
+
+ReplyFn = Callable[[list[Message]], str]
+
+
+class ScriptedBackend:
+    """Pops queued replies in order; a queued callable computes its reply from the messages."""
+
+    name = "scripted"
+
+    def __init__(self, replies: Iterable[str | ReplyFn] = (), model_id: str = "scripted"):
+        self.model_id = model_id
+        self.queue: list[str | ReplyFn] = list(replies)
+        self.calls: list[list[Message]] = []
+
+    def enqueue(self, *replies: str | ReplyFn) -> None:
+        self.queue.extend(replies)
+
+    def generate(self, messages: list[Message], config: GenerationConfig) -> Reply:
+        self.calls.append([m.model_copy() for m in messages])
+        if not self.queue:
+            raise BackendError("scripted backend has no replies left")
+        item = self.queue.pop(0)
+        text = item(messages) if callable(item) else item
+        for stop in config.stop:
+            if stop in text:
+                text = text[: text.index(stop)]
+        prompt = sum(len(m.content.split()) for m in messages)
+        return Reply(text=text, prompt_tokens=prompt, completion_tokens=len(text.split()), seconds=0.0)

@@ -1,0 +1,85 @@
+"""The typed record of one executed cell, and how it reads to a model."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+TRUNCATION_MARKER = "\n... [{omitted} characters omitted] ...\n"
+
+
+class CellError(BaseModel):
+    """An exception raised by the cell: name, message and an ANSI-free traceback."""
+
+    ename: str
+    evalue: str
+    traceback: str = ""
+
+
+class DisplayItem(BaseModel):
+    """One rich output: a saved figure (``path``) or text such as HTML (``text``)."""
+
+    mime: str
+    path: str | None = None
+    text: str | None = None
+    width: int | None = None
+    height: int | None = None
+    description: str = ""
+
+
+class ExecutionResult(BaseModel):
+    """Everything one cell produced. Text fields hold the output up to the sandbox's keep cap."""
+
+    kind: Literal["execution"] = "execution"
+    code: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    result: str | None = None
+    displays: list[DisplayItem] = Field(default_factory=list)
+    error: CellError | None = None
+    timed_out: bool = False
+    kernel_restarted: bool = False
+    duration: float = 0.0
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.timed_out and not self.kernel_restarted
+
+    @property
+    def figures(self) -> list[str]:
+        return [d.path for d in self.displays if d.path and d.mime.startswith("image/")]
+
+    def observation(self, max_chars: int = 4000) -> str:
+        """The text the model reads back: outputs, figures described in words, the error last."""
+        parts: list[str] = []
+        if self.stdout:
+            parts.append(self.stdout.rstrip("\n"))
+        if self.stderr:
+            parts.append("[stderr]\n" + self.stderr.rstrip("\n"))
+        if self.result is not None:
+            parts.append(self.result)
+        for item in self.displays:
+            if item.path:
+                size = f" {item.width}x{item.height}" if item.width else ""
+                parts.append(f"[figure saved: {item.path}{size}] {item.description}".rstrip())
+            elif item.text:
+                parts.append(f"[{item.mime} output, {len(item.text)} characters]")
+        parts.extend(f"[{note}]" for note in self.notes)
+        if self.error is not None:
+            parts.append(self.error.traceback or f"{self.error.ename}: {self.error.evalue}")
+        text = "\n".join(parts).strip()
+        if not text:
+            text = "[no output]"
+        return truncate_middle(text, max_chars)
+
+
+def truncate_middle(text: str, max_chars: int) -> str:
+    """Keep the head and the tail of ``text`` with a marker saying how much was cut."""
+    if max_chars <= 0 or len(text) <= max_chars:
+        return text
+    head = max_chars * 2 // 3
+    tail = max_chars - head
+    omitted = len(text) - head - tail
+    return text[:head] + TRUNCATION_MARKER.format(omitted=omitted) + text[-tail:]
