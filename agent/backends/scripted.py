@@ -34,3 +34,24 @@ class ScriptedBackend:
                 text = text[: text.index(stop)]
         prompt = sum(len(m.content.split()) for m in messages)
         return Reply(text=text, prompt_tokens=prompt, completion_tokens=len(text.split()), seconds=0.0)
+
+
+def load_script(path: str) -> ScriptedBackend:
+    """A scripted backend from a JSON list of replies, or from a trajectory whose replies it replays."""
+    import json
+    from pathlib import Path
+
+    from agent.records import read_trajectory
+
+    source = Path(path)
+    if not source.is_file():
+        raise BackendError(
+            f"scripted backend needs --model FILE (a JSON list of replies or a trajectory): {path}"
+        )
+    if source.suffix == ".jsonl":
+        replies = [step.model_text for step in read_trajectory(source).steps]
+    else:
+        replies = json.loads(source.read_text(encoding="utf-8"))
+        if not isinstance(replies, list) or not all(isinstance(r, str) for r in replies):
+            raise BackendError(f"{path}: expected a JSON list of reply strings")
+    return ScriptedBackend(replies, model_id=f"scripted:{source.name}")

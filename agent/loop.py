@@ -1,0 +1,180 @@
+"""The agent loop: generate -> extract code -> execute -> record -> stop?
+
+Faults of the model (bad code, an exception in the cell, no code at all) are recorded on the step
+and fed back as the next user message. Faults of the system (the backend is down, the sandbox cannot
+start) raise. The loop never prints: progress goes through ``LoopCallbacks``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from agent import prompts
+from agent.backends.base import Backend, GenerationConfig, Reply
+from agent.records import Message, Outcome, Status, Step, TrajectoryWriter
+from sandbox.result import ExecutionResult
+
+
+@dataclass
+class RunConfig:
+    """Limits and settings of one run."""
+
+    max_turns: int = field(default=30, metadata={"help": "stop after this many model replies"})
+    time_budget_s: float = field(default=1800.0, metadata={"help": "wall-clock budget for the whole run"})
+    cell_timeout_s: float = field(default=120.0, metadata={"help": "per-cell timeout before interrupting"})
+    observation_chars: int = field(default=4000, metadata={"help": "cell output shown to the model"})
+    repeat_error_limit: int = field(
+        default=3, metadata={"help": "stop after the same failing cell this often"}
+    )
+    generation: GenerationConfig = field(
+        default_factory=lambda: GenerationConfig(stop=["\nOutput:\n```"]),
+        metadata={"help": "sampling settings for every reply"},
+    )
+
+
+class LoopCallbacks:
+    """Hooks for display; every method is optional."""
+
+    def on_generate(self, turn: int) -> None: ...
+    def on_reply(self, turn: int, reply: Reply) -> None: ...
+    def on_execute(self, turn: int, code: str) -> None: ...
+    def on_step(self, step: Step) -> None: ...
+
+
+class _CodeRunner:
+    """Executes cells and tracks repeats of the same failing cell."""
+
+    def __init__(self, sandbox, config: RunConfig):
+        self.sandbox = sandbox
+        self.config = config
+        self.last_failure: tuple[str, str] | None = None
+        self.repeats = 0
+        self.errors = 0
+
+    def run(self, code: str) -> tuple[ExecutionResult, str]:
+        result = self.sandbox.execute(code, timeout=self.config.cell_timeout_s)
+        observation = result.observation(self.config.observation_chars)
+        if result.ok:
+            self.last_failure, self.repeats = None, 0
+            return result, observation
+        self.errors += 1
+        failure = (code.strip(), observation[-500:])
+        self.repeats = self.repeats + 1 if failure == self.last_failure else 1
+        self.last_failure = failure
+        if self.repeats >= 2:
+            observation += "\n" + prompts.NUDGE_REPEATED_ERROR
+        return result, observation
+
+    @property
+    def stuck(self) -> bool:
+        return self.repeats >= self.config.repeat_error_limit
+
+
+def run_loop(
+    backend: Backend,
+    sandbox,
+    writer: TrajectoryWriter,
+    config: RunConfig,
+    callbacks: LoopCallbacks | None = None,
+) -> Outcome:
+    """Run turns until a final report or a limit; every step is written as soon as it ends."""
+    callbacks = callbacks or LoopCallbacks()
+    messages = list(writer.trajectory.header.messages)
+    runner = _CodeRunner(sandbox, config)
+    started = time.monotonic()
+    status: Status = "max_turns"
+    for turn in range(1, config.max_turns + 1):
+        if time.monotonic() - started > config.time_budget_s:
+            status = "time_budget"
+            break
+        reply = _generate(backend, messages, config, callbacks, turn)
+        step = _act(reply, turn, runner, writer.trajectory.steps, config, callbacks)
+        writer.step(step)
+        callbacks.on_step(step)
+        messages.append(Message(role="assistant", content=reply.text))
+        if step.step_kind == "report":
+            status = "report"
+            break
+        messages.append(Message(role="user", content=step.observation))
+        stop = _stop_reason(step, writer.trajectory.steps, runner)
+        if stop is not None:
+            status = stop
+            break
+    return summarize(writer.trajectory.steps, status, time.monotonic() - started, runner.errors)
+
+
+def _generate(backend: Backend, messages, config: RunConfig, callbacks: LoopCallbacks, turn: int) -> Reply:
+    callbacks.on_generate(turn)
+    started = time.monotonic()
+    reply = backend.generate(messages, config.generation)
+    if not reply.seconds:
+        reply.seconds = time.monotonic() - started
+    callbacks.on_reply(turn, reply)
+    return reply
+
+
+def _act(reply: Reply, turn: int, runner: _CodeRunner, history: list[Step], config, callbacks) -> Step:
+    """Decide what a reply is (report, code, or neither) and carry it out."""
+    text = reply.text
+    code = prompts.extract_code(text)
+    report = prompts.extract_report(text)
+    step = Step(
+        index=turn,
+        step_kind="report",
+        model_text=text,
+        generation_seconds=reply.seconds,
+        prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens,
+    )
+    if report is not None and (code is None or _code_only_inside(text, report)):
+        return step
+    if code is None:
+        nudged_before = bool(history) and history[-1].step_kind == "nudge"
+        step.step_kind = "no_code" if nudged_before else "nudge"
+        step.observation = prompts.NUDGE_NO_CODE
+        return step
+    callbacks.on_execute(turn, code)
+    result, observation = runner.run(code)
+    if report is not None:
+        observation += "\n(The report was written before this output was seen: check it, then send the final report again.)"
+    step.step_kind, step.code, step.execution = "code", code, result
+    step.execution_seconds = result.duration
+    step.observation = prompts.observation_message(observation, turn, config.max_turns)
+    return step
+
+
+def _code_only_inside(text: str, report: str) -> bool:
+    """True when every code block sits inside the report (an example, not a request to run)."""
+    return prompts.extract_code(text[: len(text) - len(report)]) is None
+
+
+def _stop_reason(step: Step, steps: list[Step], runner: _CodeRunner) -> Status | None:
+    if step.step_kind == "no_code":
+        return "no_code"
+    if runner.stuck:
+        return "repeated_error"
+    return None
+
+
+def summarize(
+    steps: list[Step], status: Status, wall_seconds: float, errors: int = 0, detail: str = ""
+) -> Outcome:
+    """The run's outcome from its steps; the report of a ``no_code`` run is its last words."""
+    last = steps[-1] if steps else None
+    report = None
+    if last is not None and status == "report":
+        report = prompts.extract_report(last.model_text)
+    elif last is not None and status == "no_code":
+        report = last.model_text.strip()
+    return Outcome(
+        status=status,
+        report=report,
+        answers=prompts.parse_answers(report or ""),
+        turns=len(steps),
+        wall_seconds=round(wall_seconds, 3),
+        prompt_tokens=sum(s.prompt_tokens for s in steps),
+        completion_tokens=sum(s.completion_tokens for s in steps),
+        errors=errors or sum(1 for s in steps if s.execution is not None and not s.execution.ok),
+        detail=detail,
+    )

@@ -1,0 +1,73 @@
+"""The protocol the model follows, and the parsers that read its replies.
+
+A reply's ```python blocks are executed (all blocks of one reply as one cell). The run ends with a
+reply holding a ``## Final Report`` heading and no code; closed-form answers inside it are written
+``@name[value]``.
+"""
+
+from __future__ import annotations
+
+import re
+
+SYSTEM_PROMPT = """\
+You are a careful data analyst. You work in a Jupyter notebook with Python, pandas and matplotlib.
+The data files are in the current folder; read them by their file name.
+
+How to work:
+- To run code, write one ```python code block. I run it and reply with its output.
+- Work in small steps: inspect the data, clean it, compute, make a chart, then conclude.
+- Print the numbers you need. Charts are saved for you: just call plt.show().
+- If the code fails, read the error and fix it.
+- Do not invent results: use only numbers you have seen in outputs.
+
+When you have the answer, reply with no code, starting with the line:
+## Final Report
+then your findings in a few short bullet points. If the task asks for answers like @name[value],
+write each one exactly in that form, e.g. @mean_price[12.5]."""
+
+NUDGE_NO_CODE = (
+    "I found no ```python code block and no final report in your reply. "
+    "Either write one ```python block to run, or finish with a reply that starts with '## Final Report'."
+)
+
+NUDGE_REPEATED_ERROR = (
+    "The same code failed again with the same error. Try a different approach: check the column names "
+    "with df.columns, or simplify the step."
+)
+
+_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+_REPORT_HEADING = re.compile(r"^\s*#{1,6}\s*final\s+report\b.*$", re.IGNORECASE | re.MULTILINE)
+_ANSWER = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)\[([^\[\]\n]*)\]")
+
+
+def extract_code(text: str) -> str | None:
+    """All code blocks of a reply joined into one cell; an unclosed fence runs to the end of the text."""
+    blocks = [block.strip("\n") for block in _FENCE.findall(text)]
+    blocks = [block for block in blocks if block.strip()]
+    return "\n\n".join(blocks) if blocks else None
+
+
+def extract_report(text: str) -> str | None:
+    """The final report's body (from its heading on), or None when the reply is not a report."""
+    match = _REPORT_HEADING.search(text)
+    if match is None:
+        return None
+    return text[match.start() :].strip()
+
+
+def parse_answers(text: str) -> dict[str, str]:
+    """``@name[value]`` pairs in order; a later value for the same name wins."""
+    return {name: value.strip() for name, value in _ANSWER.findall(text)}
+
+
+def first_user_message(question: str, previews: list[str]) -> str:
+    """The task: the question, then a compact preview of each data file."""
+    files = "\n\n".join(previews)
+    return f"Task: {question.strip()}\n\nData files:\n\n{files}"
+
+
+def observation_message(observation: str, turn: int, max_turns: int) -> str:
+    """The output of a cell as the next user message, with the turns left so the model can plan."""
+    left = max_turns - turn
+    hint = " Finish with '## Final Report' soon." if left <= 3 else ""
+    return f"Output:\n```\n{observation}\n```\n(turn {turn}/{max_turns}){hint}"

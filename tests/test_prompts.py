@@ -1,0 +1,23 @@
+from agent import prompts
+
+
+def test_extract_code_joins_blocks_and_handles_unclosed_fence():
+    text = "Look:\n```python\nx = 1\n```\nthen\n```\nprint(x)\n```"
+    assert prompts.extract_code(text) == "x = 1\n\nprint(x)"
+    assert prompts.extract_code("```python\nprint(2)\n") == "print(2)"
+    assert prompts.extract_code("no code here") is None
+    assert prompts.extract_code("```python\n\n```") is None
+
+
+def test_extract_report_and_answers():
+    text = "Done.\n## Final Report\n- mean is 3\n@mean[3.25] and @top_region[West]\n@mean[3.5]"
+    report = prompts.extract_report(text)
+    assert report.startswith("## Final Report")
+    assert prompts.parse_answers(report) == {"mean": "3.5", "top_region": "West"}
+    assert prompts.extract_report("the final report will come later") is None
+    assert prompts.extract_report("### FINAL REPORT:\nx") is not None
+
+
+def test_observation_message_warns_near_the_end():
+    assert "soon" not in prompts.observation_message("1", 2, 30)
+    assert "Final Report" in prompts.observation_message("1", 28, 30)
