@@ -1,0 +1,1 @@
+"""Static assets of the report (the inline stylesheet of report.html)."""
