@@ -1,0 +1,390 @@
+"""The built-in expert teacher: a programmatic analyst that needs no language model.
+
+``ExpertBackend(task, seed)`` implements the Backend protocol. For one task it plans a short analysis
+(inspect -> clean -> compute -> plot -> conclude), sometimes makes a realistic mistake (wrong column
+case, unparsed dates, a misspelt variable) and fixes it once the error comes back. It reads every
+observation: errors decide the next move, and the values in the final report are the ones the kernel
+printed, never the task's stored answers. Its code runs for real in the sandbox through ``analyze()``,
+so every observation in its trajectories is genuine.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.backends.base import GenerationConfig, Reply
+from agent.records import Message
+from finetune import expert_code as code
+from finetune.expert_data import (
+    Column,
+    DataView,
+    error_name,
+    format_number,
+    grouping_columns,
+    labelled_numbers,
+    parse_preview,
+    printed_values,
+    relevant_columns,
+)
+from finetune.expert_text import phrase
+
+_SHAPE_TUPLE = re.compile(r"^\((\d+), (\d+)\)$", re.MULTILINE)
+_SHAPE_WORDS = re.compile(r"^(\d+) rows, (\d+) columns$", re.MULTILINE)
+_MISSING = re.compile(r"'([^']+)': (?:np\.\w+\()?(\d+)")
+_DISTINCT = re.compile(r"^(\S+) (\d+) distinct", re.MULTILINE)
+_ID_LIKE = re.compile(r"(^id$|_id$|^id_|index|^unnamed|^name$|rownames)", re.IGNORECASE)
+MISTAKE_RATE = 0.6  # share of samples that make (and fix) one mistake: enough to teach recovery
+
+
+@dataclass
+class Move:
+    """One reply: prose with a code cell, or the final report when ``code`` is None."""
+
+    kind: str
+    prose: str
+    code: str | None = None
+    fix: Callable[[], Move] | None = None  # set on a planned mistake: the move that answers its error
+
+    def text(self) -> str:
+        if self.code is None:
+            return self.prose
+        return f"{self.prose}\n\n```python\n{self.code}\n```".lstrip()
+
+
+class ExpertBackend:
+    """A scripted-by-rules analyst for one task; ``seed`` varies phrasing, charts and mistakes."""
+
+    name = "expert"
+
+    def __init__(self, task: Any, seed: int = 0):
+        self.task = task
+        self.seed = seed
+        self.model_id = "builtin-expert"
+        self.rng = random.Random(f"{task.id}:{seed}")
+        self.view: DataView | None = None
+        self.cols: list[Column] = []
+        self.queue: list[Callable[[], Move]] = []
+        self.last: Move | None = None
+        self.values: dict[str, str] = {}
+        self.facts: dict[str, Any] = {}
+        self.retried: set[str] = set()
+
+    @property
+    def closed(self) -> bool:
+        return getattr(self.task, "kind", "closed") == "closed"
+
+    @property
+    def answer_names(self) -> list[str]:
+        return [a.name for a in getattr(self.task, "answers", [])]
+
+    @property
+    def reference(self) -> str:
+        return (getattr(self.task, "reference_code", "") or "").strip()
+
+    def generate(self, messages: list[Message], config: GenerationConfig) -> Reply:
+        """The next reply: the first call plans from the data preview, later ones read the output."""
+        if self.view is None:
+            self._plan(next(m.content for m in messages if m.role == "user"))
+        elif messages and messages[-1].role == "user":
+            self._observe(messages[-1].content)
+        move = self.queue.pop(0)() if self.queue else self._report()
+        self.last = move
+        text = move.text()
+        prompt_chars = sum(len(m.content) for m in messages)
+        return Reply(text=text, prompt_tokens=prompt_chars // 4, completion_tokens=len(text) // 4)
+
+    # planning -------------------------------------------------------------------------------
+
+    def _plan(self, task_message: str) -> None:
+        self.view = parse_preview(task_message)
+        self.cols = relevant_columns(self.view, self.reference, self.task.question)
+        self.queue = [self._inspect]
+        mistake = self._pick_mistake()
+        if self.closed:
+            self.queue += self._closed_moves(mistake)
+        else:
+            self.queue += self._open_moves(mistake)
+        self.queue.append(self._report)
+
+    def _pick_mistake(self) -> str | None:
+        if self.rng.random() >= MISTAKE_RATE:
+            return None
+        options = []
+        if any(code.wrong_case(c.name, self.view.names) for c in self.cols):
+            options.append("case")
+        if any(c.date_like for c in self.cols):
+            options.append("dates")
+        if self.closed and self._typo() is not None:
+            options.append("typo")
+        return self.rng.choice(options) if options else None
+
+    def _closed_moves(self, mistake: str | None) -> list[Callable[[], Move]]:
+        moves: list[Callable[[], Move]] = []
+        dates = [c for c in self.cols if c.date_like]
+        gaps = [c for c in self.cols if c.missing]
+        if mistake == "dates":
+            moves.append(lambda: self._dates_mistake(dates[0]))
+        elif mistake == "case":
+            moves.append(self._case_mistake)
+        elif dates and self.rng.random() < 0.6:
+            moves.append(lambda: self._clean_dates(dates[0]))
+        elif gaps and self.rng.random() < 0.5:
+            moves.append(lambda: self._missing(gaps))
+        if mistake != "typo" and self.rng.random() < 0.3:
+            return [*moves, self._compute_and_plot]
+        return [*moves, lambda: self._compute(typo=mistake == "typo"), self._plot]
+
+    def _open_moves(self, mistake: str | None) -> list[Callable[[], Move]]:
+        moves: list[Callable[[], Move]] = []
+        dates = [c for c in self.cols if c.date_like]
+        if mistake == "dates":
+            moves.append(lambda: self._dates_mistake(dates[0]))
+        elif mistake == "case":
+            moves.append(self._case_mistake)
+        moves.append(self._groups)
+        if sum(c.numeric for c in self.view.columns) >= 2:
+            moves.append(self._correlations)
+        return [*moves, self._plot]
+
+    def _typo(self) -> tuple[str, str] | None:
+        """An answer variable and a misspelling of it that the reference code does not define."""
+        try:
+            names = {n.id for n in ast.walk(ast.parse(self.reference)) if isinstance(n, ast.Name)}
+        except SyntaxError:
+            return None
+        taken = names | set(dir(builtins)) | {"df", "pd", "plt", "np"}
+        for name in self.answer_names:
+            typo = code.misspell(name, random.Random(f"{self.task.id}:{self.seed}:typo"), taken)
+            if name in names and typo:
+                return name, typo
+        return None
+
+    # reading observations -----------------------------------------------------------------------
+
+    def _observe(self, observation: str) -> None:
+        error = error_name(observation)
+        self.values.update(printed_values(observation, self.answer_names))
+        self._note(observation)
+        last = self.last
+        if last is not None and last.fix is not None:
+            if error:  # the planned mistake happened: fix it next
+                self.queue.insert(0, last.fix)
+            return
+        if error and last is not None:
+            self._recover(last)
+
+    def _note(self, observation: str) -> None:
+        """Keep the facts a report can quote: size, gaps, group means, correlations."""
+        shape = _SHAPE_TUPLE.search(observation) or _SHAPE_WORDS.search(observation)
+        if shape and "rows" not in self.facts:
+            self.facts["rows"], self.facts["ncols"] = int(shape.group(1)), int(shape.group(2))
+            line = next((x for x in observation.splitlines() if x.startswith("missing values:")), "")
+            self.facts["missing"] = [(n, int(k)) for n, k in _MISSING.findall(line)]
+            self.facts["distinct"] = {n: int(k) for n, k in _DISTINCT.findall(observation)}
+            self.facts["rows_note"] = self._rows_sentence()
+        groups = labelled_numbers(observation, ": mean ")
+        if groups:
+            self.facts["groups"] = groups
+        corrs = labelled_numbers(observation, ": r = ")
+        if corrs:
+            self.facts["corrs"] = corrs
+
+    def _rows_sentence(self) -> str:
+        gaps = self.facts["missing"]
+        text = f"The file has {self.facts['rows']} rows and {self.facts['ncols']} columns"
+        if gaps:
+            shown = ", ".join(f"{name} ({count})" for name, count in gaps[:3])
+            text += f"; missing values in {shown}"
+        return text + ". "
+
+    def _rows_note(self) -> str:
+        """The size sentence, said once, in the reply right after the inspection."""
+        return self.facts.pop("rows_note", "")
+
+    def _recover(self, failed: Move) -> None:
+        """An unplanned error: rerun the task's own code plainly, or fall back to a simpler chart."""
+        if failed.kind.startswith("compute") and "compute" not in self.retried:
+            self.retried.add("compute")
+            self.queue.insert(0, self._compute_plain)
+        elif failed.kind == "plot" and "plot" not in self.retried:
+            self.retried.add("plot")
+            self.queue.insert(0, self._plot_simple)
+
+    # moves ------------------------------------------------------------------------------------
+
+    def _inspect(self) -> Move:
+        cols, max_text = self.cols, 2
+        if not self.closed:  # an open question needs candidates to group by
+            extra = [
+                c for c in self.view.columns if c.text and not c.date_like and not _ID_LIKE.search(c.name)
+            ]
+            cols, max_text = cols + [c for c in extra if c not in cols], 3
+        prose = phrase(self.rng, "inspect", file=self.view.file)
+        return Move("inspect", prose, code.inspect_code(self.view, cols, self.rng, max_text=max_text))
+
+    def _case_mistake(self) -> Move:
+        col = next(c for c in self.cols if code.wrong_case(c.name, self.view.names))
+        wrong = code.wrong_case(col.name, self.view.names) or col.name
+        prose = phrase(self.rng, "case_mistake", rows_note=self._rows_note(), wrong=wrong)
+
+        def fix() -> Move:
+            return Move(
+                "case_fix",
+                phrase(self.rng, "case_fix", right=col.name, wrong=wrong),
+                code.column_look(col.name, col.numeric),
+            )
+
+        return Move("case_mistake", prose, code.column_look(wrong, col.numeric), fix=fix)
+
+    def _dates_mistake(self, col: Column) -> Move:
+        prose = phrase(self.rng, "dates_mistake", rows_note=self._rows_note(), col=col.name)
+
+        def fix() -> Move:
+            body = code.parse_dates(col.name) + "\n" + code.dates_look(col.name)
+            return Move("dates_fix", phrase(self.rng, "dates_fix", col=col.name), body)
+
+        return Move("dates_mistake", prose, code.dates_look(col.name), fix=fix)
+
+    def _clean_dates(self, col: Column) -> Move:
+        prose = phrase(self.rng, "clean_dates", rows_note=self._rows_note(), col=col.name)
+        return Move("clean", prose, code.parse_dates(col.name))
+
+    def _missing(self, gaps: list[Column]) -> Move:
+        prose = phrase(self.rng, "missing", rows_note=self._rows_note())
+        return Move("clean", prose, code.drop_missing_note(gaps))
+
+    def _compute(self, typo: bool = False) -> Move:
+        body = code.comment_reference(self.reference, self.rng)
+        slip = self._typo() if typo else None
+        prints = code.answer_prints(self.answer_names, dict([slip]) if slip else None)
+        prose = phrase(self.rng, "compute", rows_note=self._rows_note())
+        move = Move("compute", prose, f"{body}\n\n{prints}")
+        if slip is not None:
+            name, wrong = slip
+            move.fix = lambda: Move(
+                "typo_fix",
+                phrase(self.rng, "typo_fix", name=name, typo=wrong),
+                code.answer_prints(self.answer_names),
+            )
+        return move
+
+    def _compute_and_plot(self) -> Move:
+        body = code.comment_reference(self.reference, self.rng)
+        chart, words = code.plot_code(self.view, self.cols, grouping_columns(self.reference), self.rng)
+        self.facts["chart"] = words
+        prose = phrase(self.rng, "compute_plot", rows_note=self._rows_note(), words=words)
+        return Move("compute_plot", prose, f"{body}\n\n{code.answer_prints(self.answer_names)}\n\n{chart}")
+
+    def _compute_plain(self) -> Move:
+        prose = "That did not run as written. Running the computation step by step, exactly as planned:"
+        return Move("compute_retry", prose, f"{self.reference}\n\n{code.answer_prints(self.answer_names)}")
+
+    def _plot(self) -> Move:
+        cols = self.facts.get("group_cols") or self.cols
+        groups = grouping_columns(self.reference) if self.closed else []
+        chart, words = code.plot_code(self.view, cols, groups, self.rng)
+        self.facts["chart"] = words
+        return Move("plot", phrase(self.rng, "plot", words=words), chart)
+
+    def _plot_simple(self) -> Move:
+        numeric = [c for c in self.view.columns if c.numeric][:1] or self.view.columns[:1]
+        chart, words = code.plot_code(self.view, numeric, [], self.rng)
+        self.facts["chart"] = words
+        return Move("plot_retry", phrase(self.rng, "plot_retry", words=words), chart)
+
+    def _groups(self) -> Move:
+        cat, num = self._group_pair()
+        if cat is None or num is None:
+            prose = "There is no obvious grouping column, so a summary of the numeric columns instead."
+            return Move("explore", self._rows_note() + prose, "print(df.describe().T.round(2).head(8))")
+        self.facts["group_cols"] = [num, cat]
+        prose = phrase(self.rng, "groups", rows_note=self._rows_note(), num=num.name, cat=cat.name)
+        return Move("groups", prose, code.group_summary(cat.name, num.name))
+
+    def _group_pair(self) -> tuple[Column | None, Column | None]:
+        """A text column with few distinct values (as the inspection printed) and a numeric column."""
+        distinct = self.facts.get("distinct", {})
+        cats = [c for c in self.view.columns if 2 <= distinct.get(c.name, 0) <= 30]
+        cats.sort(key=lambda c: (c not in self.cols, distinct[c.name]))
+        nums = [c for c in self.cols if c.numeric] + [
+            c for c in self.view.columns if c.numeric and not _ID_LIKE.search(c.name)
+        ]
+        return (cats[0] if cats else None), (nums[0] if nums else None)
+
+    def _correlations(self) -> Move:
+        return Move("correlations", phrase(self.rng, "correlations"), code.correlation_summary())
+
+    # the report -------------------------------------------------------------------------------
+
+    def _report(self) -> Move:
+        lines = ["## Final Report", ""]
+        intro = phrase(self.rng, "report_intro")
+        if intro:
+            lines += [intro, ""]
+        if "rows" in self.facts:
+            lines.append("- Data: " + self._data_line())
+        lines += self._answer_lines() if self.closed else self._finding_lines()
+        if "chart" in self.facts:
+            lines.append("- " + phrase(self.rng, "chart_line", words=self.facts["chart"]))
+        return Move("report", "\n".join(lines))
+
+    def _data_line(self) -> str:
+        text = f"{self.facts['rows']} rows, {self.facts['ncols']} columns"
+        gaps = self.facts.get("missing", [])
+        if gaps:
+            return text + "; missing values in " + ", ".join(f"{n} ({k})" for n, k in gaps[:3]) + "."
+        return text + ", no missing values."
+
+    def _answer_lines(self) -> list[str]:
+        """Each answer as printed by the kernel, rounded as the task asks, in ``@name[value]`` form."""
+        inline = self.rng.random() < 0.5
+        lines, tail = [], []
+        for answer in self.task.answers:
+            raw = self.values.get(answer.name)
+            if raw is None:
+                lines.append(f"- I could not compute {answer.name.replace('_', ' ')}.")
+                continue
+            number = getattr(answer, "kind", "number") == "number"
+            value = format_number(raw, getattr(answer, "decimals", None)) if number else raw.strip("'\" ")
+            label = answer.name.replace("_", " ")
+            if inline:
+                lines.append(f"- {label.capitalize()}: @{answer.name}[{value}]")
+            else:
+                lines.append(f"- The {label} is {value}.")
+                tail.append(f"@{answer.name}[{value}]")
+        return lines + ([""] + tail + [""] if tail else [])
+
+    def _finding_lines(self) -> list[str]:
+        lines = []
+        groups, cols = self.facts.get("groups", []), self.facts.get("group_cols")
+        if len(groups) >= 2 and cols:
+            (top, high), (bottom, low) = groups[0], groups[-1]
+            num, cat = cols[0].name, cols[1].name
+            lines.append(
+                f"- By {cat}: {top} has the highest mean {num} ({high:.2f}), {bottom} the lowest ({low:.2f})."
+            )
+        corrs = self.facts.get("corrs", [])
+        if corrs:
+            pair, r = corrs[0]
+            sign = "positive" if r > 0 else "negative"
+            lines.append(
+                f"- The strongest correlation is {pair.replace(' ~ ', ' with ')} (r = {r:.2f}, {sign})."
+            )
+            lines += [f"- Also related: {p.replace(' ~ ', ' and ')} (r = {v:.2f})." for p, v in corrs[1:3]]
+        lines.append(
+            "- "
+            + self.rng.choice(
+                [
+                    "Averages ignore missing values; correlations describe association, not cause.",
+                    "These are descriptive results: no causal claim is made.",
+                    "Group sizes differ, so small groups deserve less weight.",
+                ]
+            )
+        )
+        return lines

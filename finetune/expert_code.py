@@ -1,0 +1,201 @@
+"""The code the expert teacher writes: inspection, cleaning, the task's computation, charts, and the
+small realistic mistakes (wrong column case, unparsed dates, a typo) it later fixes.
+
+Each builder returns source text; the seeded RNG picks among equivalent phrasings so that samples of
+one task differ in wording but not in what they compute.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+
+from finetune.expert_data import Column, DataView
+
+COMMENT_RULES: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "read_csv",
+        (
+            "# start again from the raw file so the exploration above cannot change the numbers",
+            "# a fresh copy of the data for the actual computation",
+            "# reload the file: the answer should come from the untouched data",
+        ),
+    ),
+    ("to_datetime", ("# parse the dates first", "# the dates arrive as text; convert them")),
+    ("dropna", ("# ignore rows where the values we need are missing", "# drop the missing values")),
+    ("groupby", ("# aggregate per group", "# compare the groups")),
+    ("corr", ("# how strongly the two move together",)),
+    ("sort_values", ("# order the result",)),
+]
+
+
+def q(name: str) -> str:
+    """A column name as a Python string literal."""
+    return repr(name)
+
+
+def inspect_code(view: DataView, cols: list[Column], rng: random.Random, max_text: int = 2) -> str:
+    """Load the file and look at shape, missing values and the columns the task is about."""
+    lines = ["import pandas as pd", "import matplotlib.pyplot as plt", "", f"df = {view.read_code}"]
+    numeric = [c.name for c in cols if c.numeric][:4]
+    text = [c.name for c in cols if c.text and not c.date_like][:max_text]
+    if rng.random() < 0.5:
+        lines.append("print(df.shape)")
+    else:
+        lines.append('print(f"{len(df)} rows, {df.shape[1]} columns")')
+    lines += ["missing = df.isna().sum()", 'print("missing values:", missing[missing > 0].to_dict())']
+    if numeric:
+        lines.append(f"print(df[{numeric!r}].describe().round(2))")
+    for name in text:
+        lines.append(
+            f'print({q(name)}, df[{q(name)}].nunique(), "distinct, most common:", '
+            f"df[{q(name)}].value_counts().head(3).to_dict())"
+        )
+    return "\n".join(lines)
+
+
+def wrong_case(name: str, taken: list[str]) -> str | None:
+    """The name as a hurried analyst might type it (Title_Case or lower case), if that differs."""
+    for guess in ("_".join(p.capitalize() for p in name.split("_")), name.lower(), name.upper()):
+        if guess != name and guess not in taken and guess.isidentifier():
+            return guess
+    return None
+
+
+def column_look(name: str, numeric: bool) -> str:
+    """A closer look at one column: summary statistics, or the most common values of text."""
+    if numeric:
+        return f"print(df[{q(name)}].describe().round(2))"
+    return f"print(df[{q(name)}].value_counts().head(5))"
+
+
+def dates_look(name: str) -> str:
+    """Observations per year of a date column (fails while the column is still text)."""
+    return f"print(df[{q(name)}].dt.year.value_counts().sort_index().head(8))"
+
+
+def parse_dates(name: str) -> str:
+    return f"df[{q(name)}] = pd.to_datetime(df[{q(name)}])\nprint(df[{q(name)}].min(), 'to', df[{q(name)}].max())"
+
+
+def drop_missing_note(cols: list[Column]) -> str:
+    names = [c.name for c in cols]
+    return (
+        f"complete = df.dropna(subset={names!r})\n"
+        'print(len(df), "rows,", len(complete), "with all of", ' + f"{names!r})"
+    )
+
+
+def comment_reference(code: str, rng: random.Random) -> str:
+    """The task's reference code with a short why-comment before the statements that need one."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code.strip()
+    lines = code.strip("\n").splitlines()
+    inserts: dict[int, str] = {}
+    used: set[str] = set()
+    for node in tree.body:
+        segment = "\n".join(lines[node.lineno - 1 : node.end_lineno])
+        for key, options in COMMENT_RULES:
+            if key in segment and key not in used:
+                used.add(key)
+                prior = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
+                if not prior.startswith("#"):
+                    inserts[node.lineno - 1] = rng.choice(options)
+                break
+    out: list[str] = []
+    for index, line in enumerate(lines):
+        if index in inserts:
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(indent + inserts[index])
+        out.append(line)
+    return "\n".join(out)
+
+
+def answer_prints(names: list[str], typo: dict[str, str] | None = None) -> str:
+    """One ``print`` per answer, ``name = value``; ``typo`` swaps in a misspelt variable."""
+    typo = typo or {}
+    return "\n".join(f'print("{n} =", {typo.get(n, n)})' for n in names)
+
+
+def misspell(name: str, rng: random.Random, taken: set[str]) -> str | None:
+    """A plausible typo of a variable name: a dropped or doubled letter, or two letters swapped."""
+    if len(name) < 4:
+        return None
+    options = []
+    for i in range(1, len(name) - 1):
+        options.append(name[:i] + name[i + 1 :])
+        options.append(name[:i] + name[i] + name[i:])
+        if name[i] != name[i + 1]:
+            options.append(name[:i] + name[i + 1] + name[i] + name[i + 2 :])
+    options = [o for o in options if o.isidentifier() and o not in taken and o != name]
+    return rng.choice(options) if options else None
+
+
+def plot_code(view: DataView, cols: list[Column], groups: list[str], rng: random.Random) -> tuple[str, str]:
+    """A chart that fits the columns the task is about, and words describing it."""
+    numeric = [c.name for c in cols if c.numeric] or [c.name for c in view.columns if c.numeric][:1]
+    cats = [g for g in groups if g in view.names] + [c.name for c in cols if c.text and not c.date_like]
+    dates = [c.name for c in cols if c.date_like]
+    size = rng.choice(["(6, 4)", "(7, 4)", "(6.5, 4)"])
+    if cats and numeric and cats[0] != numeric[0]:
+        cat, num = cats[0], numeric[0]
+        agg = rng.choice(["mean", "median"])
+        body = (
+            f"ax = df.groupby({q(cat)})[{q(num)}].{agg}().sort_values().tail(12).plot.barh(figsize={size})\n"
+            f'ax.set_xlabel("{agg} {num}")\nax.set_title("{agg.capitalize()} {num} by {cat}")'
+        )
+        words = f"a bar chart of the {agg} {num} per {cat}"
+    elif dates and numeric:
+        date, num = dates[0], numeric[0]
+        body = (
+            f"series = df.assign(when=pd.to_datetime(df[{q(date)}])).sort_values('when')\n"
+            f"ax = series.plot(x='when', y={q(num)}, figsize={size}, legend=False)\n"
+            f'ax.set_title("{num} over time")'
+        )
+        words = f"a line chart of {num} over time"
+    elif len(numeric) >= 2:
+        x, y = numeric[0], numeric[1]
+        body = (
+            f"ax = df.plot.scatter(x={q(x)}, y={q(y)}, s=12, alpha=0.6, figsize={size})\n"
+            f'ax.set_title("{y} against {x}")'
+        )
+        words = f"a scatter plot of {y} against {x}"
+    elif numeric:
+        num = numeric[0]
+        bins = rng.choice([20, 30, 40])
+        body = (
+            f"ax = df[{q(num)}].plot.hist(bins={bins}, figsize={size})\nax.set_xlabel({q(num)})\n"
+            f'ax.set_title("Distribution of {num}")'
+        )
+        words = f"a histogram of {num}"
+    else:
+        cat = cats[0] if cats else view.columns[0].name
+        body = (
+            f"ax = df[{q(cat)}].value_counts().head(12).plot.bar(figsize={size})\n"
+            f'ax.set_title("Most common values of {cat}")'
+        )
+        words = f"a bar chart of the most common values of {cat}"
+    return body + "\nplt.tight_layout()\nplt.show()", words
+
+
+def group_summary(cat: str, num: str) -> str:
+    """Mean of a numeric column per group, best and worst groups printed as ``group: mean x``."""
+    return (
+        f"means = df.groupby({q(cat)})[{q(num)}].agg(['mean', 'count']).sort_values('mean', ascending=False)\n"
+        "shown = means if len(means) <= 6 else pd.concat([means.head(3), means.tail(3)])\n"
+        "for group, row in shown.iterrows():\n"
+        f"    print(f\"{{group}}: mean {{row['mean']:.2f}} (n={{row['count']:.0f}})\")"
+    )
+
+
+def correlation_summary() -> str:
+    """The three strongest pairwise correlations among numeric columns, as ``a ~ b: r = 0.87``."""
+    return (
+        "corr = df.select_dtypes('number').corr()\n"
+        "pairs = [(a, b, corr.loc[a, b]) for i, a in enumerate(corr.columns) for b in corr.columns[i + 1:]]\n"
+        "pairs = sorted((p for p in pairs if pd.notna(p[2])), key=lambda p: -abs(p[2]))\n"
+        "for a, b, r in pairs[:3]:\n"
+        '    print(f"{a} ~ {b}: r = {r:.2f}")'
+    )
