@@ -59,7 +59,7 @@ class _CodeRunner:
             self.last_failure, self.repeats = None, 0
             return result, observation
         self.errors += 1
-        failure = (code.strip(), observation[-500:])
+        failure = (code.strip(), _failure_kind(result))
         self.repeats = self.repeats + 1 if failure == self.last_failure else 1
         self.last_failure = failure
         if self.repeats >= 2:
@@ -69,6 +69,13 @@ class _CodeRunner:
     @property
     def stuck(self) -> bool:
         return self.repeats >= self.config.repeat_error_limit
+
+
+def _failure_kind(result: ExecutionResult) -> str:
+    """What went wrong, without the parts that change on every run (cell numbers, timings)."""
+    if result.error is not None:
+        return f"{result.error.ename}: {result.error.evalue}"
+    return "timed out" if result.timed_out else "kernel restarted"
 
 
 def run_loop(

@@ -1,0 +1,100 @@
+"""The loop against a real kernel with a scripted model."""
+
+import pytest
+
+from agent.backends.base import BackendError
+from agent.backends.scripted import ScriptedBackend
+from agent.loop import RunConfig
+from agent.records import read_trajectory
+from agent.runner import analyze
+
+CODE = "```python\nimport pandas as pd\ndf = pd.read_csv('shop.csv')\nprint('cube sum', (df.sales ** 3).sum())\n```"
+CUBE_SUM = sum(x**3 for x in [13, 7, 22, 5, 19, 11, 3, 17, 29, 2])  # the fixture's sales column
+REPORT = f"## Final Report\n- The cube sum is {CUBE_SUM}.\n@cube_sum[{CUBE_SUM}]"
+
+
+def run(tmp_path, csv, replies, **config):
+    backend = ScriptedBackend(replies)
+    result = analyze([csv], "What is the cube sum of sales?", tmp_path / "run", backend, RunConfig(**config))
+    return result, backend
+
+
+def test_code_then_report(tmp_path, small_csv):
+    result, backend = run(tmp_path, small_csv, [CODE, REPORT])
+    outcome = result.outcome
+    assert outcome.status == "report" and outcome.turns == 2
+    assert outcome.answers == {"cube_sum": str(CUBE_SUM)}
+    # the model's second call saw the kernel's real output
+    assert f"cube sum {CUBE_SUM}" in backend.calls[1][-1].content
+    assert (
+        "shop.csv" in backend.calls[0][1].content
+        and "Shape: 10 rows x 3 columns" in backend.calls[0][1].content
+    )
+    saved = read_trajectory(result.files["trajectory"])
+    assert saved == result.trajectory
+    assert saved.steps[0].execution.stdout.strip() == f"cube sum {CUBE_SUM}"
+
+
+def test_no_code_gets_one_nudge_then_stops(tmp_path, small_csv):
+    result, backend = run(tmp_path, small_csv, ["I think sales are fine.", "Still no code.", CODE])
+    assert result.outcome.status == "no_code"
+    assert [s.step_kind for s in result.trajectory.steps] == ["nudge", "no_code"]
+    assert "```python" in backend.calls[1][-1].content  # the nudge explains the protocol
+    assert len(backend.queue) == 1
+
+
+def test_same_failing_cell_stops_early(tmp_path, small_csv):
+    bad = "```python\nprint(df_missing.sales.sum())\n```"
+    result, _ = run(tmp_path, small_csv, [bad] * 10, max_turns=30, repeat_error_limit=3)
+    assert result.outcome.status == "repeated_error"
+    assert result.outcome.turns == 3 and result.outcome.errors == 3
+    assert "NameError" in result.trajectory.steps[0].observation
+
+
+def test_error_then_fix_then_report(tmp_path, small_csv):
+    broken = "```python\nimport pandas as pd\ndf = pd.read_csv('shop.csv')\nprint(df['Sales'].sum())\n```"
+    fixed = "```python\nprint(df['sales'].sum())\n```"
+    result, backend = run(tmp_path, small_csv, [broken, fixed, "## Final Report\n@total[128]"])
+    assert result.outcome.status == "report" and result.outcome.errors == 1
+    assert "KeyError" in backend.calls[1][-1].content
+    assert result.trajectory.steps[1].execution.stdout.strip() == "128"
+
+
+def test_max_turns(tmp_path, small_csv):
+    result, _ = run(tmp_path, small_csv, ["```python\nprint(1)\n```"] * 5, max_turns=2)
+    assert result.outcome.status == "max_turns" and result.outcome.turns == 2
+
+
+def test_backend_fault_keeps_the_trajectory(tmp_path, small_csv):
+    def down(messages):
+        raise BackendError("cannot reach http://127.0.0.1:9/v1")
+
+    result, _ = run(tmp_path, small_csv, [CODE, down])
+    assert result.outcome.status == "error" and "cannot reach" in result.error
+    saved = read_trajectory(result.files["trajectory"])
+    assert saved.outcome.status == "error" and len(saved.steps) == 1
+    assert result.files["report_html"].exists()
+
+
+def test_interrupt_writes_partial_report(tmp_path, small_csv):
+    def ctrl_c(messages):
+        raise KeyboardInterrupt
+
+    result, _ = run(tmp_path, small_csv, [CODE, ctrl_c])
+    assert result.outcome.status == "interrupted"
+    assert read_trajectory(result.files["trajectory"]).outcome.status == "interrupted"
+    assert str(CUBE_SUM) in result.files["report_md"].read_text()
+
+
+def test_input_file_is_copied_not_touched(tmp_path, small_csv):
+    before = small_csv.read_bytes()
+    clobber = "```python\nopen('shop.csv', 'w').write('gone')\nimport os; os.remove('shop.csv')\n```"
+    result, _ = run(tmp_path, small_csv, [clobber, REPORT])
+    assert small_csv.read_bytes() == before
+    assert result.trajectory.header.files[0].sha256 == __import__("hashlib").sha256(before).hexdigest()
+
+
+@pytest.mark.parametrize("reply", ["## Final Report\nexample:\n```python\nprint(2)\n```\n@x[2]"])
+def test_code_inside_the_report_is_not_run(tmp_path, small_csv, reply):
+    result, _ = run(tmp_path, small_csv, [reply])
+    assert result.outcome.status == "report" and result.trajectory.steps[0].execution is None
