@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.records import Step, Trajectory
-from agent.report import prose, report_body, resolve_figure, status_line, title
+from agent.report import escape_raw_html, prose, report_body, resolve_figure, status_line, title
 from sandbox.result import ExecutionResult
 
 SETUP_CODE = """\
@@ -69,7 +69,7 @@ def _intro(trajectory: Trajectory) -> str:
 
 def _closing(trajectory: Trajectory) -> str:
     outcome = trajectory.outcome
-    body = report_body(outcome.report if outcome else None)
+    body = escape_raw_html(report_body(outcome.report if outcome else None))
     body = body or "_The model did not write a final report._"
     return f"## Final Report\n\n{body}\n\n---\n*{status_line(trajectory)}*"
 
@@ -79,7 +79,8 @@ def _step_cells(step: Step, out_dir: Path) -> list[Any]:
     import nbformat.v4 as nbf
 
     cells = []
-    words = prose(step.model_text)
+    # the model's words are untrusted: shown as text, never as live HTML
+    words = escape_raw_html(prose(step.model_text))
     if words and step.step_kind != "report":
         cells.append(nbf.new_markdown_cell(words, id=f"turn-{step.index}-text"))
     code = step.code or (step.execution.code if step.execution else "")

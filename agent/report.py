@@ -22,6 +22,8 @@ _PYTHON_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n.*?(?:```|\Z
 _REPORT_HEADING = re.compile(r"\A\s*#{1,6}\s*final\s+report\b[^\n]*\n?", re.IGNORECASE)
 _HEADING = re.compile(r"^( {0,3})(#{1,6})(?=\s|$)")
 _FENCE_LINE = re.compile(r"^ {0,3}(```|~~~)")
+# the sandbox describes a figure as "Figure with 1 axes; axes(title='Sales by month', ...)"
+_CHART_TITLE = re.compile(r"\b(?:suptitle|title)=(['\"])(.*?)\1")
 _IMAGE_SUFFIXES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
 
 
@@ -34,6 +36,7 @@ class Figure:
     caption: str
     turn: int
     mime: str = "image/png"
+    alt: str = ""
 
 
 @dataclass
@@ -75,8 +78,11 @@ def status_line(trajectory: Trajectory) -> str:
         "interrupted": f"Interrupted after {turns} turns (Ctrl-C or a termination signal).",
         "error": f"Stopped after {turns} turns by a system fault.",
     }
-    line = lines[outcome.status]
-    return f"{line} {outcome.detail.strip()}".strip() if outcome.detail.strip() else line
+    line, detail = lines[outcome.status], outcome.detail.strip()
+    # the runner may put just the status word in detail; repeating it would read oddly
+    if not detail or detail.lower() in line.lower():
+        return line
+    return f"{line} {detail if detail[-1] in '.!?' else detail + '.'}"
 
 
 def resolve_figure(path: str, out_dir: Path) -> Path:
@@ -87,6 +93,8 @@ def resolve_figure(path: str, out_dir: Path) -> Path:
     for base in (out_dir, out_dir / "workspace", out_dir / "figures"):
         if (base / candidate).is_file():
             return base / candidate
+    if candidate.is_file():  # relative to the working directory the run was started from
+        return candidate.resolve()
     return out_dir / "figures" / candidate.name
 
 
@@ -102,9 +110,18 @@ def collect_figures(trajectory: Trajectory, out_dir: Path) -> list[Figure]:
                 continue
             path = resolve_figure(item.path, out_dir)
             link = Path(os.path.relpath(path, out_dir)).as_posix()
-            caption = item.description.strip() or summarize(step)
-            figures.append(Figure(path, link, caption, step.index, item.mime))
+            caption = _figure_caption(item.description, step)
+            figures.append(
+                Figure(path, link, caption, step.index, item.mime, item.description.strip() or caption)
+            )
     return figures
+
+
+def _figure_caption(description: str, step: Step) -> str:
+    """The chart's own title (from the sandbox's description of it) and what the step set out to do."""
+    match = _CHART_TITLE.search(description)
+    summary = summarize(step)
+    return f"{match.group(2)} — {summary}" if match and match.group(2).strip() else summary
 
 
 def summarize(step: Step) -> str:
@@ -175,7 +192,7 @@ def findings_markdown(trajectory: Trajectory) -> str:
     body = report_body(outcome.report if outcome else None)
     if not body:
         return "_The model did not write a final report; the steps below show how far it got._"
-    return _balance_fences(_escape_raw_html(_demote_headings(body)))
+    return _balance_fences(escape_raw_html(_demote_headings(body)))
 
 
 def _demote_headings(text: str, by: int = 2) -> str:
@@ -190,7 +207,7 @@ def _demote_headings(text: str, by: int = 2) -> str:
     return "\n".join(lines)
 
 
-def _escape_raw_html(text: str) -> str:
+def escape_raw_html(text: str) -> str:
     """Turn the model's raw HTML into text in report.md too, since many markdown viewers render it."""
     lines, in_fence = [], False
     for line in text.splitlines():
@@ -368,7 +385,7 @@ def _html_figures(figures: list[Figure]) -> str:
     for number, figure in enumerate(figures, 1):
         caption = f"<b>Figure {number}</b> · turn {figure.turn} · {_e(figure.caption)}"
         if figure.path.is_file():
-            image = f'<img src="{data_uri(figure.path, figure.mime)}" alt="{_e(figure.caption)}">'
+            image = f'<img src="{data_uri(figure.path, figure.mime)}" alt="{_e(figure.alt)}">'
         else:
             image = f'<p class="missing">[figure file missing: {_e(figure.link)}]</p>'
         items.append(f"<figure>{image}<figcaption>{caption}</figcaption></figure>")

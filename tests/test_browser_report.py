@@ -57,7 +57,9 @@ def test_every_embedded_chart_decodes_in_the_browser(tmp_path: Path) -> None:
     out_dir = tmp_path / "run"
     trajectory = make_run(out_dir)
     _, html_path = write_report(trajectory, out_dir)
-    probe = out_dir / "probe.html"
+    # opened away from the run folder, so only what the page itself carries can show
+    probe = tmp_path / "elsewhere" / "probe.html"
+    probe.parent.mkdir()
     probe.write_text(
         html_path.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8"
     )
@@ -84,8 +86,11 @@ def test_screenshot_shows_the_chart(tmp_path: Path) -> None:
     # without the model's inline copy of the chart, so the page shows it exactly once
     report = REPORT.replace("![the chart](figures/fig_1.png)", "")
     _, html_path = write_report(make_run(out_dir, report=report), out_dir)
+    alone = tmp_path / "elsewhere" / "report.html"
+    alone.parent.mkdir()
+    alone.write_bytes(html_path.read_bytes())
     shot = tmp_path / "report.png"
-    chromium(tmp_path / "profile", f"--screenshot={shot}", "--window-size=1200,2600", html_path.as_uri())
+    chromium(tmp_path / "profile", f"--screenshot={shot}", "--window-size=1200,2600", alone.as_uri())
     with Image.open(shot) as image:
         pixels = image.convert("RGB")
         width, height = pixels.size

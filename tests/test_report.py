@@ -86,7 +86,7 @@ def make_run(out_dir: Path, *, status: str = "report", report: str | None = REPO
         path="figures/fig_1.png",
         width=width,
         height=height,
-        description="bar chart: revenue by region",
+        description="Figure with 1 axes; axes(title='Revenue by region', 4 bars/patches)",
     )
     steps = [
         _step(1, "First I load the data and check the mean price.", LOAD_CODE, stdout="11.975\n"),
@@ -149,7 +149,8 @@ def test_markdown_report_has_every_section(run: tuple[Trajectory, Path]) -> None
     assert "<script>" not in md and "&lt;script>alert(" in md and "<img" not in md
     assert "| `mean_price` | 11.975 |" in md
     assert "KeyError: 'revenue' (fixed in turn 3)" in md
-    links = re.findall(r"!\[Figure 1 \(turn 3\): bar chart: revenue by region\]\(([^)]+)\)", md)
+    caption = "Figure 1 (turn 3): Revenue by region — There is no revenue column; I compute it from price and units."
+    links = re.findall(r"!\[" + re.escape(caption) + r"\]\(([^)]+)\)", md)
     assert links == ["figures/fig_1.png"] and (out_dir / links[0]).is_file()
     assert "Qwen2.5-Coder-0.5B-Instruct-Q4\\_K\\_M" in md and "1 min 23 s" in md and "5,120 prompt" in md
 
@@ -248,6 +249,7 @@ def test_notebook_holds_every_cell_with_its_outputs(run: tuple[Trajectory, Path]
     prose = [c.source for c in cells if c.cell_type == "markdown"]
     assert "There is no revenue column; I compute it from price and units." in prose
     assert prose[-1].startswith("## Final Report") and "The mean price is **11.975**." in prose[-1]
+    assert "&lt;script>alert(" in prose[-1] and "<script>" not in prose[-1]
     assert json.loads(path.read_text(encoding="utf-8"))["nbformat"] == 4
 
 
@@ -278,3 +280,37 @@ def test_notebook_reruns_in_a_real_kernel_from_the_run_folder(run: tuple[Traject
 def _collect(message: dict, out: list[str]) -> None:
     if message["msg_type"] == "stream" and message["content"]["name"] == "stdout":
         out.append(message["content"]["text"])
+
+
+@pytest.mark.parametrize("form", ["absolute", "run-relative", "bare-name", "cwd-relative"])
+def test_figures_are_found_however_the_sandbox_recorded_their_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    out_dir = tmp_path / "run"
+    trajectory = make_run(out_dir)
+    monkeypatch.chdir(tmp_path)
+    figure = trajectory.steps[2].execution.displays[0]  # type: ignore[union-attr]
+    figure.path = {
+        "absolute": str(out_dir / "figures" / "fig_1.png"),
+        "run-relative": "figures/fig_1.png",
+        "bare-name": "fig_1.png",
+        "cwd-relative": "run/figures/fig_1.png",
+    }[form]
+    md_path, html_path = write_report(trajectory, out_dir)
+    assert "](figures/fig_1.png)" in md_path.read_text(encoding="utf-8")
+    assert html_path.read_text(encoding="utf-8").count("data:image/png;base64,") == 2
+    notebook = nbformat.read(str(write_notebook(trajectory, out_dir)), as_version=4)
+    images = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if "data" in o]
+    assert [o.data.get("image/png", "")[:8] for o in images] == ["iVBORw0K"]  # base64 of the PNG magic
+
+
+def test_status_line_carries_the_fault_but_not_a_repeated_status(tmp_path: Path) -> None:
+    from agent.report import status_line
+
+    trajectory = make_run(tmp_path / "run", status="error", report=None)
+    trajectory.outcome.detail = "llama.cpp server at 127.0.0.1:8080 is unreachable"  # type: ignore[union-attr]
+    assert status_line(trajectory).endswith(
+        "by a system fault. llama.cpp server at 127.0.0.1:8080 is unreachable."
+    )
+    trajectory.outcome.status, trajectory.outcome.detail = "interrupted", "interrupted"  # type: ignore[union-attr]
+    assert status_line(trajectory) == "Interrupted after 3 turns (Ctrl-C or a termination signal)."
