@@ -66,17 +66,18 @@ def report_body(report: str | None) -> str:
 def status_line(trajectory: Trajectory) -> str:
     """How the run ended, in one plain sentence."""
     outcome = trajectory.outcome
-    turns = outcome.turns if outcome and outcome.turns else len(trajectory.steps)
+    count = outcome.turns if outcome and outcome.turns else len(trajectory.steps)
+    after = "before its first turn" if count == 0 else f"after {count} turn{'s' if count != 1 else ''}"
     if outcome is None:
-        return f"Unfinished: the run stopped after {turns} turns without recording how it ended."
+        return f"Unfinished: the run stopped {after} without recording how it ended."
     lines = {
-        "report": f"Finished: the model wrote its final report after {turns} turns.",
-        "max_turns": f"Stopped at the turn limit ({turns} turns) before a final report.",
-        "time_budget": f"Stopped at the time budget after {turns} turns, before a final report.",
-        "repeated_error": f"Stopped after {turns} turns: the same cell kept failing.",
-        "no_code": f"Stopped after {turns} turns: the model wrote neither code nor a report, even after a nudge.",
-        "interrupted": f"Interrupted after {turns} turns (Ctrl-C or a termination signal).",
-        "error": f"Stopped after {turns} turns by a system fault.",
+        "report": f"Finished: the model wrote its final report {after}.",
+        "max_turns": f"Stopped at the turn limit ({count} turns) before a final report.",
+        "time_budget": f"Stopped at the time budget {after}, before a final report.",
+        "repeated_error": f"Stopped {after}: the same cell kept failing.",
+        "no_code": f"Stopped {after}: the model wrote neither code nor a report, even after a nudge.",
+        "interrupted": f"Interrupted {after} (Ctrl-C or a termination signal).",
+        "error": f"Stopped {after} by a system fault.",
     }
     line, detail = lines[outcome.status], outcome.detail.strip()
     # the runner may put just the status word in detail; repeating it would read oddly

@@ -71,7 +71,6 @@ def make_run(out_dir: Path, *, status: str = "report", report: str | None = REPO
     csv = out_dir / "workspace" / "sales.csv"
     csv.parent.mkdir(parents=True, exist_ok=True)
     csv.write_text(CSV + "\n", encoding="utf-8")
-    width, height = make_png(out_dir / "figures" / "fig_1.png")
     header = Header(
         question="Which region earns the most, and what is the mean price?",
         files=[
@@ -81,29 +80,7 @@ def make_run(out_dir: Path, *, status: str = "report", report: str | None = REPO
         backend="llamacpp",
         version="0.1.0",
     )
-    figure = DisplayItem(
-        mime="image/png",
-        path="figures/fig_1.png",
-        width=width,
-        height=height,
-        description="Figure with 1 axes; axes(title='Revenue by region', 4 bars/patches)",
-    )
-    steps = [
-        _step(1, "First I load the data and check the mean price.", LOAD_CODE, stdout="11.975\n"),
-        _step(
-            2,
-            "Now the revenue.",
-            BROKEN_CODE,
-            error=CellError(ename="KeyError", evalue="'revenue'", traceback=TRACEBACK),
-        ),
-        _step(
-            3,
-            "There is no revenue column; I compute it from price and units.",
-            CHART_CODE,
-            stdout="587.5\n",
-            displays=[figure],
-        ),
-    ]
+    steps = _code_steps(out_dir)
     if report is not None:
         steps.append(Step(index=4, step_kind="report", model_text=report))
     outcome = Outcome(
@@ -117,6 +94,22 @@ def make_run(out_dir: Path, *, status: str = "report", report: str | None = REPO
         errors=1,
     )
     return Trajectory(header=header, steps=steps, outcome=outcome)
+
+
+def _code_steps(out_dir: Path) -> list[Step]:
+    """Load and print, a KeyError, then the fix that draws the chart."""
+    width, height = make_png(out_dir / "figures" / "fig_1.png")
+    description = "Figure with 1 axes; axes(title='Revenue by region', 4 bars/patches)"
+    figure = DisplayItem(
+        mime="image/png", path="figures/fig_1.png", width=width, height=height, description=description
+    )
+    error = CellError(ename="KeyError", evalue="'revenue'", traceback=TRACEBACK)
+    fix = "There is no revenue column; I compute it from price and units."
+    return [
+        _step(1, "First I load the data and check the mean price.", LOAD_CODE, stdout="11.975\n"),
+        _step(2, "Now the revenue.", BROKEN_CODE, error=error),
+        _step(3, fix, CHART_CODE, stdout="587.5\n", displays=[figure]),
+    ]
 
 
 def _step(index: int, words: str, code: str, **execution: object) -> Step:
@@ -314,3 +307,38 @@ def test_status_line_carries_the_fault_but_not_a_repeated_status(tmp_path: Path)
     )
     trajectory.outcome.status, trajectory.outcome.detail = "interrupted", "interrupted"  # type: ignore[union-attr]
     assert status_line(trajectory) == "Interrupted after 3 turns (Ctrl-C or a termination signal)."
+
+
+def test_a_run_that_failed_before_any_step_still_gets_all_three_files(tmp_path: Path) -> None:
+    out_dir = tmp_path / "run"
+    header = Header(question="Anything?", model="m", backend="openai")
+    outcome = Outcome(status="error", detail="the server at 127.0.0.1:9 refused the connection")
+    trajectory = Trajectory(header=header, outcome=outcome)
+    md_path, html_path = write_report(trajectory, out_dir)
+    notebook = nbformat.read(str(write_notebook(trajectory, out_dir)), as_version=4)
+    line = (
+        "Stopped before its first turn by a system fault. the server at 127.0.0.1:9 refused the connection."
+    )
+    assert line in md_path.read_text(encoding="utf-8") and line in html_path.read_text(encoding="utf-8")
+    assert "No steps were recorded." in html_path.read_text(encoding="utf-8")
+    assert [c.cell_type for c in notebook.cells] == ["markdown", "code", "markdown"]
+
+
+def test_missing_figures_and_html_tables_are_reported_not_fatal(run: tuple[Trajectory, Path]) -> None:
+    trajectory, out_dir = run
+    execution = trajectory.steps[2].execution
+    assert execution is not None
+    execution.displays.append(DisplayItem(mime="text/html", text="<table><tr><td>587.5</td></tr></table>"))
+    (out_dir / "figures" / "fig_1.png").unlink()
+    _, html_path = write_report(trajectory, out_dir)
+    assert "[figure file missing: figures/fig_1.png]" in html_path.read_text(encoding="utf-8")
+    notebook = nbformat.read(str(write_notebook(trajectory, out_dir)), as_version=4)
+    outputs = [
+        o
+        for c in notebook.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "display_data"
+    ]
+    assert outputs[0].data == {"text/plain": "[figure file missing: figures/fig_1.png]"}
+    assert outputs[1].data == {"text/html": "<table><tr><td>587.5</td></tr></table>"}
