@@ -151,6 +151,7 @@ def replay(trajectory: Path, full: bool) -> None:
 def _register_subcommands() -> None:
     try:  # TEMPORARY while the other packages land; must become unconditional
         from eval_datasets.cli import datasets_group, eval_command
+
         from finetune.cli import collect_command, train_group
     except ImportError:
         return
@@ -159,3 +160,6 @@ def _register_subcommands() -> None:
 
 
 _register_subcommands()
+
+if __name__ == "__main__":
+    main()
