@@ -24,6 +24,7 @@ _HEADING = re.compile(r"^( {0,3})(#{1,6})(?=\s|$)")
 _FENCE_LINE = re.compile(r"^ {0,3}(```|~~~)")
 # the sandbox describes a figure as "Figure with 1 axes; axes(title='Sales by month', ...)"
 _CHART_TITLE = re.compile(r"\b(?:suptitle|title)=(['\"])(.*?)\1")
+OUTPUT_EXCERPT_CHARS = 1500  # per turn in the reports; analysis.ipynb keeps the whole output
 _IMAGE_SUFFIXES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
 
 
@@ -288,9 +289,27 @@ def render_markdown(trajectory: Trajectory, figures: list[Figure]) -> str:
     out += [
         f"| {s.turn} | {_md_inline(s.summary)} | {_md_inline(s.result)} |" for s in step_lines(trajectory)
     ]
-    out += ["", "## Run", ""]
+    out.append("")
+    for step in trajectory.steps:
+        out += _md_step_details(step)
+    out += ["## Run", ""]
     out += [f"- **{label}:** {_md_inline(value)}" for label, value in meta_rows(trajectory)]
     return "\n".join(out) + "\n"
+
+
+def _md_step_details(step: Step) -> list[str]:
+    """A turn's code and a short excerpt of its output (the notebook has everything)."""
+    if not step.code or step.execution is None:
+        return []
+    output = step.execution.observation(OUTPUT_EXCERPT_CHARS)
+    return [f"### Turn {step.index}", "", *_md_fence(step.code, "python"), "", *_md_fence(output, "text"), ""]
+
+
+def _md_fence(text: str, language: str) -> list[str]:
+    """A fenced block longer than any backtick run inside, so the content cannot close it early."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + language, text.rstrip("\n"), fence]
 
 
 def _md_inline(text: str) -> str:
@@ -416,7 +435,7 @@ def _html_step_details(step: Step) -> str:
         return ""
     return (
         f'<details><summary>Code and output</summary><pre class="code"><code>{_e(step.code)}</code></pre>'
-        f'<pre class="output">{_e(execution.observation(1500))}</pre></details>'
+        f'<pre class="output">{_e(execution.observation(OUTPUT_EXCERPT_CHARS))}</pre></details>'
     )
 
 

@@ -142,6 +142,7 @@ def test_markdown_report_has_every_section(run: tuple[Trajectory, Path]) -> None
     assert "<script>" not in md and "&lt;script>alert(" in md and "<img" not in md
     assert "| `mean_price` | 11.975 |" in md
     assert "KeyError: 'revenue' (fixed in turn 3)" in md
+    assert f"### Turn 3\n\n```python\n{CHART_CODE}\n```\n\n```text\n587.5\n" in md  # what the cell printed
     caption = "Figure 1 (turn 3): Revenue by region — There is no revenue column; I compute it from price and units."
     links = re.findall(r"!\[" + re.escape(caption) + r"\]\(([^)]+)\)", md)
     assert links == ["figures/fig_1.png"] and (out_dir / links[0]).is_file()
@@ -178,7 +179,9 @@ def test_an_unclosed_fence_in_the_report_cannot_swallow_the_rest(tmp_path: Path)
     trajectory = make_run(out_dir, report="## Final Report\nDone.\n```python\nprint('never closed')")
     md_path, _ = write_report(trajectory, out_dir)
     tokens = MarkdownIt("commonmark").parse(md_path.read_text(encoding="utf-8"))
-    headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
+    headings = [
+        tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open" and t.tag == "h2"
+    ]
     assert headings[-3:] == ["Figures", "Steps", "Run"]
 
 
@@ -342,3 +345,15 @@ def test_missing_figures_and_html_tables_are_reported_not_fatal(run: tuple[Traje
     ]
     assert outputs[0].data == {"text/plain": "[figure file missing: figures/fig_1.png]"}
     assert outputs[1].data == {"text/html": "<table><tr><td>587.5</td></tr></table>"}
+
+
+def test_backticks_in_code_or_output_cannot_break_report_md(run: tuple[Trajectory, Path]) -> None:
+    trajectory, out_dir = run
+    execution = trajectory.steps[0].execution
+    assert execution is not None
+    execution.stdout = "```\n# Injected heading\n```"
+    md_path, _ = write_report(trajectory, out_dir)
+    tokens = MarkdownIt("commonmark").parse(md_path.read_text(encoding="utf-8"))
+    headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
+    assert "Injected heading" not in headings and "Run" in headings
+    assert any(t.type == "fence" and "# Injected heading" in t.content for t in tokens)
