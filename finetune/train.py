@@ -1,0 +1,226 @@
+"""Supervised fine-tuning on recorded conversations with trl's SFTTrainer: LoRA (peft) or full weights.
+
+Loss is on assistant tokens only (``assistant_only_loss``; our ChatML templates mark them). The output
+directory loads directly with ``analyst run --model DIR``: a PEFT adapter with its tokenizer (LoRA) or
+a full model (full). Beside it: ``train_config.json`` (resolved settings), ``data_stats.json``,
+``train_summary.json`` (s/step, tokens/s, peak RSS) and ``checkpoints/`` for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from finetune.config import TrainConfig
+from finetune.data import DataStats, data_files, measure, read_examples
+from finetune.templates import inference_template, training_template
+
+# Files whose presence means a finished training output lives in a directory.
+_OUTPUT_MARKERS = ("adapter_config.json", "config.json")
+
+
+class TrainError(RuntimeError):
+    """A problem the user can fix (output exists, nothing to resume, unusable base); one line."""
+
+
+@dataclass
+class BaseWeights:
+    """The model to start from: a transformers dir, and how adapters should name it."""
+
+    hf_dir: Path
+    spec: str
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    stats: DataStats
+    summary: dict[str, Any]
+
+
+def resolve_base(spec: str) -> BaseWeights:
+    """``default``/``base``/GGUF file/HF dir -> a transformers dir (GGUFs are dequantized once, cached)."""
+    from agent.models import ModelError, hf_dir_for, resolve_model
+
+    try:
+        resolved = resolve_model(spec)
+        if resolved.kind == "adapter":
+            raise TrainError(
+                f"{spec} is a LoRA adapter; merge it first (analyst train merge) and train on that"
+            )
+        hf_dir = hf_dir_for(resolved)
+    except ModelError as exc:
+        raise TrainError(str(exc)) from exc
+    # Adapters record their base; "base" stays valid on any machine, a cache path does not.
+    name = "base" if spec in ("default", "base") else str(resolved.path)
+    return BaseWeights(hf_dir=hf_dir, spec=name)
+
+
+def prepare_out(out: Path, resume: bool) -> Path | None:
+    """Check the output dir; return the checkpoint to resume from (None for a fresh run)."""
+    checkpoints = sorted(
+        (out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1])
+    )
+    if resume:
+        if not checkpoints:
+            raise TrainError(f"nothing to resume: {out}/checkpoints holds no checkpoint")
+        return checkpoints[-1]
+    if any((out / name).exists() for name in _OUTPUT_MARKERS) or checkpoints:
+        raise TrainError(f"{out} already holds a training run; pass --resume or choose another --out")
+    return None
+
+
+def load_model(hf_dir: Path, config: TrainConfig) -> tuple[Any, Any]:
+    """The fp32 model and its tokenizer (bf16 is applied by autocast, so master weights stay fp32)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def sft_config(config: TrainConfig, out: Path) -> Any:
+    """Our settings as trl's SFTConfig."""
+    import torch
+    from trl import SFTConfig
+
+    bucketing = config.group_by_length and config.batch_size > 1 and not config.packing
+    return SFTConfig(
+        output_dir=str(out / "checkpoints"),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.resolved_learning_rate(),
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        activation_checkpointing=config.gradient_checkpointing,
+        bf16=config.bf16,
+        fp16=False,
+        max_length=config.max_length,
+        packing=config.packing,
+        train_sampling_strategy="group_by_length" if bucketing else "random",
+        assistant_only_loss=True,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        seed=config.seed,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),  # on CPU, pinning only warns
+    )
+
+
+def lora_config(config: TrainConfig) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_targets),
+        task_type="CAUSAL_LM",
+    )
+
+
+def build_trainer(
+    model: Any, tokenizer: Any, examples: list[dict], config: TrainConfig, out: Path
+) -> tuple[Any, Any]:
+    """An SFTTrainer over ``examples`` and its progress printer (rich lines instead of raw dicts)."""
+    import datasets
+    from rich.console import Console
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import SFTTrainer
+
+    from finetune.progress import ProgressPrinter
+
+    datasets.disable_progress_bars()  # our progress lines say what matters
+    printer = ProgressPrinter(Console(stderr=True, highlight=False))
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(config, out),
+        train_dataset=datasets.Dataset.from_list(examples),
+        processing_class=tokenizer,
+        peft_config=lora_config(config) if config.mode == "lora" else None,
+        callbacks=[printer],
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    return trainer, printer
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _versions() -> dict[str, str]:
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "peft": peft.__version__,
+    }
+
+
+def save_output(trainer: Any, tokenizer: Any, template: str, out: Path, base: BaseWeights) -> None:
+    """Write the adapter or full model and a tokenizer carrying the inference chat template."""
+    trainer.save_model(str(out))
+    tokenizer.chat_template = template
+    tokenizer.save_pretrained(str(out))
+    adapter_config = out / "adapter_config.json"
+    if adapter_config.exists():
+        data = json.loads(adapter_config.read_text())
+        data["base_model_name_or_path"] = base.spec
+        write_json(adapter_config, data)
+
+
+def train(
+    data: list[Path], base: str, out: Path, config: TrainConfig, *, resume: bool = False
+) -> TrainResult:
+    """Fine-tune ``base`` on the conversations in ``data``; write the result and its records to ``out``."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # peft and transformers otherwise query the hub on save
+    import torch
+    from transformers import set_seed
+
+    files = data_files(data)
+    examples = read_examples(files)
+    checkpoint = prepare_out(out, resume)
+    base_model = resolve_base(base)
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    set_seed(config.seed)
+    model, tokenizer = load_model(base_model.hf_dir, config)
+    original = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None
+    override = Path(config.chat_template) if config.chat_template else None
+    template = training_template(tokenizer, model.config.model_type, override)
+    tokenizer.chat_template = template
+    stats = measure(examples, tokenizer, template, config.max_length)
+    stats.files = [str(f) for f in files]
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = {**config.to_dict(), "learning_rate": config.resolved_learning_rate()}
+    write_json(
+        out / "train_config.json", {"base": base_model.spec, "config": resolved, "versions": _versions()}
+    )
+    write_json(out / "data_stats.json", stats.to_dict())
+    trainer, printer = build_trainer(model, tokenizer, examples, config, out)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    save_output(trainer, tokenizer, inference_template(original, template), out, base_model)
+    summary = {**printer.summary.to_dict(), "torch_threads": torch.get_num_threads()}
+    write_json(out / "train_summary.json", summary)
+    write_json(out / "train_log.json", trainer.state.log_history)
+    return TrainResult(out=out, stats=stats, summary=summary)

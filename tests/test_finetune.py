@@ -1,0 +1,194 @@
+"""Fine-tuning on a tiny random-init Qwen2: LoRA and full steps, the assistant-only mask, merge, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from finetune.cli import train_group
+from finetune.config import ConfigError, TrainConfig, load_config
+from finetune.templates import has_markers, shipped_template, strip_markers, training_template
+from finetune.train import build_trainer, train
+from tests.test_finetune_tiny import CONVERSATION, build_tokenizer, qwen_template, tiny_dir, write_data
+
+__all__ = ["tiny_dir"]  # the module-scoped fixture, shared with test_export
+
+
+def quick(**changes) -> TrainConfig:
+    """Two optimizer steps of one example each: the shape of trl's own trainer tests."""
+    settings = {"max_steps": 2, "grad_accum": 1, "max_length": 512, "save_steps": 1, "warmup_ratio": 0.0}
+    return load_config(None, {**settings, **changes})
+
+
+def safetensors_dict(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def logits_of(model, tokenizer):
+    import torch
+
+    ids = tokenizer.apply_chat_template(CONVERSATION[:2], add_generation_prompt=True, return_tensors="pt")
+    ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def test_config_file_then_flags_take_precedence(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("mode: full\nlora_rank: 4\nlearning_rate: 3.0e-5\nlora_targets: [q_proj, v_proj]\n")
+    config = load_config(path, {"lora_rank": "8", "epochs": None})
+    assert (config.mode, config.lora_rank, config.lora_targets) == ("full", 8, ["q_proj", "v_proj"])
+    assert config.resolved_learning_rate() == 3.0e-5
+    assert load_config(None, {"mode": "full"}).resolved_learning_rate() == 1e-5
+    with pytest.raises(ConfigError, match="unknown training setting 'lora_rnak'"):
+        load_config(None, {"lora_rnak": 4})
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        load_config(None, {"mode": "qlora"})
+
+
+@pytest.mark.parametrize("messages", [CONVERSATION, CONVERSATION[1:]], ids=["with-system", "no-system"])
+def test_our_qwen_template_renders_exactly_like_qwens_own(messages):
+    from jinja2 import Environment
+
+    ours = shipped_template("qwen2")
+    assert has_markers(ours) and not has_markers(strip_markers(ours))
+    env = Environment(trim_blocks=True, lstrip_blocks=True)
+    for prompt in (False, True):
+        expected = env.from_string(qwen_template()).render(messages=messages, add_generation_prompt=prompt)
+        assert env.from_string(strip_markers(ours)).render(
+            messages=messages, add_generation_prompt=prompt
+        ) == (expected)
+
+
+def test_only_assistant_tokens_carry_labels_on_a_multi_turn_example(tiny_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    assert not has_markers(tokenizer.chat_template)
+    tokenizer.chat_template = training_template(tokenizer, "qwen2")
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    trainer, _ = build_trainer(model, tokenizer, [{"messages": CONVERSATION}], quick(), tmp_path)
+    row = trainer.train_dataset[0]
+    trained = [t for t, label in zip(row["input_ids"], row["labels"], strict=True) if label != -100]
+    assert all(label in (-100, t) for t, label in zip(row["input_ids"], row["labels"], strict=True))
+    # Exactly the two assistant replies, each with the <|im_end|> that teaches the model to stop.
+    expected = CONVERSATION[2]["content"] + "<|im_end|>" + CONVERSATION[4]["content"] + "<|im_end|>"
+    assert tokenizer.decode(trained) == expected
+    assert 0 < len(trained) < len(row["input_ids"]) / 2
+
+
+def test_two_lora_steps_log_a_loss_change_the_adapter_and_load_for_inference(tiny_dir, tmp_path):
+    data = write_data(tmp_path / "data" / "train.jsonl")
+    out = tmp_path / "lora"
+    result = train([data.parent], str(tiny_dir), out, quick(lora_rank=4, lora_alpha=8))
+    losses = [entry["loss"] for entry in result.summary["log"]]
+    assert len(losses) == 2 and all(math.isfinite(loss) and loss > 0 for loss in losses)
+    assert result.summary["tokens_per_second"] > 0 and result.summary["peak_rss_mb"] > 0
+    weights = safetensors_dict(out / "adapter_model.safetensors")
+    lora_b = [t for name, t in weights.items() if "lora_B" in name]
+    assert lora_b and any(t.abs().max() > 0 for t in lora_b)  # B starts at zero: nonzero means it trained
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(tiny_dir.resolve()) and adapter["r"] == 4
+    assert not has_markers((out / "chat_template.jinja").read_text())  # inference template, no markers
+    stats = json.loads((out / "data_stats.json").read_text())
+    assert (
+        stats["examples"] == 4 and stats["truncated"] == 0 and 0 < stats["trained_tokens"] < stats["tokens"]
+    )
+    assert json.loads((out / "train_config.json").read_text())["config"]["learning_rate"] == 2e-4
+
+
+def test_two_full_steps_change_the_weights(tiny_dir, tmp_path):
+    data = write_data(tmp_path / "train.jsonl")
+    out = tmp_path / "full"
+    result = train([data], str(tiny_dir), out, quick(mode="full", learning_rate=1e-3))
+    assert len(result.summary["log"]) == 2
+    before = safetensors_dict(tiny_dir / "model.safetensors")
+    after = safetensors_dict(out / "model.safetensors")
+    assert before.keys() == after.keys()
+    changed = [name for name in before if not before[name].equal(after[name])]
+    assert "model.layers.0.self_attn.q_proj.weight" in changed and len(changed) > len(before) // 2
+
+
+def test_adapter_loads_merges_and_reloads_with_identical_logits(tiny_dir, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "lora"
+    train([write_data(tmp_path / "train.jsonl")], str(tiny_dir), out, quick(learning_rate=1e-2))
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    base_logits = logits_of(AutoModelForCausalLM.from_pretrained(tiny_dir), tokenizer)
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), out).eval()
+    adapter_logits = logits_of(adapted, tokenizer)
+    assert not torch.allclose(adapter_logits, base_logits, atol=1e-4)  # the adapter does something
+
+    result = CliRunner().invoke(train_group, ["merge", str(out), "--out", str(tmp_path / "merged")])
+    assert result.exit_code == 0, result.output
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    assert not any("lora" in name for name in safetensors_dict(tmp_path / "merged/model.safetensors"))
+    merged_logits = logits_of(merged, tokenizer)
+    # Folding B@A into W reorders float sums: equal up to fp32 rounding, far below what training moved.
+    torch.testing.assert_close(merged_logits, adapter_logits, atol=1e-4, rtol=1e-4)
+    drift = (merged_logits - adapter_logits).abs().max()
+    assert (adapter_logits - base_logits).abs().max() > 1000 * drift
+    again = CliRunner().invoke(train_group, ["merge", str(out), "--out", str(tmp_path / "merged")])
+    assert again.exit_code == 1 and "not empty" in again.output
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny_dir, tmp_path):
+    data = write_data(tmp_path / "train.jsonl")
+    out = tmp_path / "run"
+    train([data], str(tiny_dir), out, quick())
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    result = train([data], str(tiny_dir), out, quick(max_steps=3), resume=True)
+    assert [entry["step"] for entry in result.summary["log"]] == [3]  # steps 1-2 were not redone
+    assert (out / "checkpoints" / "checkpoint-3").is_dir()
+
+
+def test_cli_trains_and_turns_user_mistakes_into_one_line_errors(tiny_dir, tmp_path):
+    data = write_data(tmp_path / "train.jsonl", copies=2)
+    out = tmp_path / "cli"
+    args = [
+        str(data),
+        "--base",
+        str(tiny_dir),
+        "--out",
+        str(out),
+        "--max-steps",
+        "1",
+        "--set",
+        "grad_accum=1",
+    ]
+    result = CliRunner().invoke(train_group, [*args, "--set", "lora_rank=2"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "adapter written to" in result.output and (out / "adapter_model.safetensors").exists()
+    assert json.loads((out / "train_config.json").read_text())["config"]["lora_rank"] == 2
+
+    again = CliRunner().invoke(train_group, args)
+    assert again.exit_code == 1 and "already holds a training run" in again.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    for argv, message in [
+        ([str(bad), "--base", str(tiny_dir), "--out", str(tmp_path / "x")], "no assistant message"),
+        ([str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x")], "no such file"),
+        ([str(data), "--base", str(tmp_path / "nope"), "--out", str(tmp_path / "x")], "no such model"),
+        ([str(data), "--out", str(tmp_path / "x"), "--resume"], "nothing to resume"),
+    ]:
+        failed = CliRunner().invoke(train_group, argv)
+        assert failed.exit_code == 1 and message in failed.output and "Traceback" not in failed.output
+
+
+def test_tokenizer_without_chatml_needs_an_explicit_template():
+    from finetune.templates import TemplateError
+
+    tokenizer = build_tokenizer()
+    tokenizer.chat_template = "{% for m in messages %}{{ m.content }}{% endfor %}"
+    with pytest.raises(TemplateError, match="not ChatML"):
+        training_template(tokenizer, "llama")
+    assert has_markers(training_template(build_tokenizer(), "llama"))  # ChatML: ours
