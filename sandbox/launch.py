@@ -227,7 +227,8 @@ def _start_kernel(connection_file: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: outer stage re-executes under unshare, inner stage starts the kernel."""
-    args = _parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parse(argv)
     if not args.inner:
         _die_with_parent()
         if args.cgroup:
@@ -235,8 +236,8 @@ def main(argv: list[str] | None = None) -> None:
             Path(args.cgroup, "cgroup.procs").write_text("0")
         if args.mode in MODES:
             unshare = shutil.which("unshare") or "unshare"
-            rest = [a for a in (sys.argv[1:] if argv is None else argv)]
-            cmd = [unshare, *MODES[args.mode], sys.executable, "-m", "sandbox.launch", "--inner", *rest]
+            flags = [f for f in MODES[args.mode] if args.no_network or f != "--net"]
+            cmd = [unshare, *flags, sys.executable, "-m", "sandbox.launch", "--inner", *argv]
             os.execv(unshare, cmd)
     _set_limits(args.memory, args.nproc)
     if args.no_network:
