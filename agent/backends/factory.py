@@ -23,9 +23,10 @@ def create_backend(kind: str = "auto", model: str | None = None, **opts: Any) ->
     if kind not in KINDS:
         raise BackendError(f"unknown backend {kind!r} (choose from {', '.join(KINDS)})")
     if kind == "scripted":
-        from agent.backends.scripted import load_script
+        from agent.backends.scripted import ScriptedBackend, load_script
 
-        return load_script(model or "")
+        # In code, replies come as an option; from the CLI, --model names a file of replies.
+        return ScriptedBackend(**opts) if opts else load_script(model or "")
     if kind == "openai":
         from agent.backends.openai_backend import OpenAIBackend
 

@@ -41,8 +41,10 @@ class TransformersBackend:
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self._cache: Any = None
         self._cache_ids: list[int] = []
-        # Tokens run through the model by the last call's prefill (tests and benchmarks read it).
+        # The last call's prefill (tokens run, seconds) and decode seconds: tests and benchmarks read them.
         self.last_prefill_tokens = 0
+        self.last_prefill_seconds = 0.0
+        self.last_decode_seconds = 0.0
 
     def prompt_ids(self, messages: list[Message]) -> list[int]:
         """Token ids of the chat prompt, ending with the assistant header."""
@@ -63,7 +65,9 @@ class TransformersBackend:
             raise BackendError("empty prompt")
         with torch.inference_mode():
             cached, logits = self._prefill(ids)
+            self.last_prefill_seconds = time.perf_counter() - start
             tokens, finish, scanner = self._decode(ids, logits, config)
+        self.last_decode_seconds = time.perf_counter() - start - self.last_prefill_seconds
         text = scanner.text if scanner.stopped else self.tokenizer.decode(tokens, skip_special_tokens=True)
         return Reply(
             text=text,

@@ -1,0 +1,252 @@
+"""Inference benchmark: transformers fp32 vs our llamacpp backend vs raw llama-cpp-python, one model.
+
+Prints, in one run on the same GGUF and the same prompt:
+  1. prefill and decode tokens/s of each (fresh KV cache, greedy, fixed token budget);
+  2. the latency of turn 2 and turn 20 of an analysis replayed through each, where the history is a
+     real system prompt + data preview of examples/sales.csv + 19 pandas cells whose outputs are
+     computed here, so turn N's prompt holds N-1 code/observation pairs;
+  3. the ratios against the targets (ours >= 0.9x raw decode and >= 5x transformers; turn-20
+     prefill <= 1.5x turn-2).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/inference.py [--model default] [--tokens 96]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agent.backends.base import GenerationConfig  # noqa: E402
+from agent.models import resolve_model  # noqa: E402
+from agent.prompts import SYSTEM_PROMPT, first_user_message, observation_message  # noqa: E402
+from agent.records import Message  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SALES = ROOT / "examples" / "sales.csv"
+LONG_ASK = (
+    "Write one long, well-commented pandas script that explores this file step by step: "
+    "load it, check types, group revenue by region, product and month, compute growth, "
+    "find outliers and plot three charts. Write the whole script now."
+)
+CELLS = [
+    "import pandas as pd\ndf = pd.read_csv('sales.csv')\nprint(df.shape)\nprint(df.dtypes)",
+    "print(df.head(10))",
+    "print(df.describe())",
+    "print(df.isna().sum())",
+    "df['month'] = pd.to_datetime(df['month'])\nprint(df['month'].min(), df['month'].max())",
+    "print(df.groupby('region')['revenue'].sum().sort_values(ascending=False))",
+    "print(df.groupby('product')['revenue'].sum().sort_values(ascending=False))",
+    "by_month = df.groupby('month')['revenue'].sum()\nprint(by_month)",
+    "print(by_month.pct_change().round(3).tail(12))",
+    "pivot = df.pivot_table(index='month', columns='region', values='revenue', aggfunc='sum')\nprint(pivot.tail())",
+    "print(df.groupby(['region', 'product'])['units'].sum().unstack())",
+    "print(df['unit_price'].describe())",
+    "print((df['revenue'] - df['units'] * df['unit_price']).abs().max())",
+    "q = df['revenue'].quantile([0.01, 0.99])\nprint(q)\nprint(df[df['revenue'] > q.iloc[1]])",
+    "df['year'] = df['month'].dt.year\nprint(df.groupby('year')['revenue'].sum())",
+    "growth = df.groupby('year')['revenue'].sum().pct_change()\nprint(growth)",
+    "print(df.groupby('region')['unit_price'].mean().round(2))",
+    "print(df.corr(numeric_only=True).round(3))",
+    "top = df.sort_values('revenue', ascending=False).head(5)\nprint(top)",
+]
+
+
+def run_cells() -> list[tuple[str, str]]:
+    """Execute the cells with pandas in the sales.csv folder; returns (reply text, observation) pairs."""
+    namespace: dict[str, Any] = {}
+    pairs = []
+    with contextlib.chdir(SALES.parent):
+        for number, code in enumerate(CELLS, start=1):
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                exec(code, namespace)  # our own fixed cells, run only to get real outputs
+            reply = f"Step {number}.\n```python\n{code}\n```"
+            pairs.append((reply, observation_message(out.getvalue().strip(), number, 30)))
+    return pairs
+
+
+def conversation(pairs: list[tuple[str, str]], turn: int) -> list[Message]:
+    """The messages the model sees at ``turn`` (1-based): system, task, then turn-1 pairs."""
+    from agent.preview import load_input, preview_text
+
+    task = first_user_message(
+        "Find the revenue trends by region and product.", [preview_text(load_input(SALES))]
+    )
+    messages = [Message(role="system", content=SYSTEM_PROMPT), Message(role="user", content=task)]
+    for reply, observation in pairs[: turn - 1]:
+        messages += [Message(role="assistant", content=reply), Message(role="user", content=observation)]
+    return messages
+
+
+class RawLlama:
+    """llama-cpp-python as its docs use it: create_completion on the rendered prompt, streamed."""
+
+    name = "raw llama-cpp-python"
+
+    def __init__(self, ours: Any, gguf: Path, n_ctx: int):
+        from llama_cpp import Llama
+
+        from agent.backends.llamacpp_backend import physical_cores
+
+        self.ours = ours  # only to render the same prompt text
+        threads = physical_cores()
+        self.llm = Llama(
+            model_path=str(gguf), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False
+        )
+
+    def timed(self, messages: list[Message], tokens: int) -> dict[str, float]:
+        ids = self.ours.prompt_ids(messages)
+        start = time.perf_counter()
+        first = None
+        stream = self.llm.create_completion(ids, max_tokens=tokens, temperature=0.0, top_k=0, stream=True)
+        for _chunk in stream:
+            first = first or time.perf_counter()
+        end = time.perf_counter()
+        # Every generated token but the last was evaluated into the context.
+        completion = self.llm.n_tokens - len(ids) + 1
+        return _timing(len(ids), completion, (first or end) - start, end - (first or end))
+
+    def reset(self) -> None:
+        self.llm.reset()
+
+
+def timed_backend(backend: Any, messages: list[Message], tokens: int) -> dict[str, float]:
+    reply = backend.generate(messages, GenerationConfig(max_new_tokens=tokens, temperature=0.0))
+    return _timing(
+        backend.last_prefill_tokens,
+        reply.completion_tokens,
+        backend.last_prefill_seconds,
+        backend.last_decode_seconds,
+    )
+
+
+def _timing(prefill_tokens: int, completion: int, prefill_s: float, decode_s: float) -> dict[str, float]:
+    return {
+        "prefill_tokens": prefill_tokens,
+        "prefill_s": prefill_s,
+        "completion": completion,
+        "decode_s": decode_s,
+        "prefill_tps": prefill_tokens / prefill_s if prefill_s else 0.0,
+        "decode_tps": (completion - 1) / decode_s if decode_s and completion > 1 else 0.0,
+    }
+
+
+def measure_speed(
+    runner: Any, call: Any, messages: list[Message], tokens: int, reps: int
+) -> dict[str, float]:
+    """Median over ``reps`` fresh-cache runs of the same prompt."""
+    runs = []
+    for _ in range(reps):
+        runner.reset()
+        runs.append(call(messages, tokens))
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def replay(
+    runner: Any, call: Any, pairs: list[tuple[str, str]], turns: int, tokens: int
+) -> list[dict[str, float]]:
+    """Replay turns 1..``turns`` in order on one warm runner; the KV cache carries over between turns."""
+    runner.reset()
+    results = []
+    for turn in range(1, turns + 1):
+        start = time.perf_counter()
+        timing = call(conversation(pairs, turn), tokens)
+        timing["total_s"] = time.perf_counter() - start
+        results.append(timing)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default", help="a GGUF model spec (default: the default model)")
+    parser.add_argument("--tokens", type=int, default=96, help="tokens to decode in the speed test")
+    parser.add_argument("--turn-tokens", type=int, default=24, help="tokens to decode per replayed turn")
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of the llama.cpp speed runs")
+    parser.add_argument("--n-ctx", type=int, default=8192)
+    parser.add_argument("--skip-transformers", action="store_true")
+    args = parser.parse_args()
+    report(args)
+
+
+def report(args: argparse.Namespace) -> None:
+    from agent.backends.llamacpp_backend import LlamaCppBackend
+
+    resolved = resolve_model(args.model)
+    pairs = run_cells()
+    ask = conversation(pairs, 1)
+    ask[-1] = Message(role="user", content=ask[-1].content + "\n\n" + LONG_ASK)
+    print(f"model {resolved.model_id} ({resolved.path}); speed prompt {len(ask)} messages", flush=True)
+    ours = LlamaCppBackend(resolved, n_ctx=args.n_ctx)
+    raw = RawLlama(ours, resolved.path, args.n_ctx)
+    runners = [("ours (llamacpp)", ours, lambda m, t: timed_backend(ours, m, t), args.reps)]
+    runners.append((raw.name, raw, raw.timed, args.reps))
+    if not args.skip_transformers:
+        from agent.backends.transformers_backend import TransformersBackend
+
+        hf = TransformersBackend(resolved, dtype="float32")
+        runners.append(("transformers fp32", hf, lambda m, t: timed_backend(hf, m, t), 1))
+    speed, turns = {}, {}
+    for name, runner, call, reps in runners:
+        speed[name] = measure_speed(runner, call, ask, args.tokens, reps)
+        s = speed[name]
+        print(
+            f"{name:22s} prefill {s['prefill_tokens']:.0f} tok {s['prefill_tps']:8.1f} tok/s | "
+            f"decode {s['completion']:.0f} tok {s['decode_tps']:6.1f} tok/s",
+            flush=True,
+        )
+    for name, runner, call, _ in runners:
+        turns[name] = replay(runner, call, pairs, args.turns, args.turn_tokens)
+        t2, tn = turns[name][1], turns[name][-1]
+        print(
+            f"{name:22s} turn 2: prefill {t2['prefill_tokens']:.0f} tok {t2['prefill_s']:.2f} s, total {t2['total_s']:.2f} s"
+            f" | turn {args.turns}: prefill {tn['prefill_tokens']:.0f} tok {tn['prefill_s']:.2f} s, "
+            f"total {tn['total_s']:.2f} s",
+            flush=True,
+        )
+    no_reuse(ours, pairs, args)
+    print_targets(speed, turns, args.turns)
+
+
+def no_reuse(ours: Any, pairs: list[tuple[str, str]], args: argparse.Namespace) -> None:
+    """For contrast: the last turn's prompt on an empty KV cache (what re-encoding history would cost)."""
+    ours.reset()
+    timing = timed_backend(ours, conversation(pairs, args.turns), args.turn_tokens)
+    print(
+        f"ours (llamacpp) turn {args.turns} with an empty cache: prefill {timing['prefill_tokens']:.0f} tok "
+        f"{timing['prefill_s']:.2f} s",
+        flush=True,
+    )
+
+
+def print_targets(speed: dict[str, dict], turns: dict[str, list], n: int) -> None:
+    ours, raw = speed["ours (llamacpp)"], speed["raw llama-cpp-python"]
+    lines = [("ours / raw decode", ours["decode_tps"] / raw["decode_tps"], ">= 0.9")]
+    lines.append(("ours / raw prefill", ours["prefill_tps"] / raw["prefill_tps"], "(info)"))
+    if "transformers fp32" in speed:
+        hf = speed["transformers fp32"]
+        lines.append(("ours / transformers decode", ours["decode_tps"] / hf["decode_tps"], ">= 5"))
+        lines.append(("ours / transformers prefill", ours["prefill_tps"] / hf["prefill_tps"], "(info)"))
+    for name, results in turns.items():
+        lines.append(
+            (
+                f"{name}: turn {n} / turn 2 prefill s",
+                results[-1]["prefill_s"] / results[1]["prefill_s"],
+                "<= 1.5",
+            )
+        )
+    print("\nratios vs targets")
+    for label, value, target in lines:
+        print(f"  {label:48s} {value:7.2f}x   target {target}")
+
+
+if __name__ == "__main__":
+    main()

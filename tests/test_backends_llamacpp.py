@@ -1,0 +1,124 @@
+"""The llama.cpp backend with SmolLM2-135M (slow): generation, stop strings, KV prefix reuse; the factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.backends.base import Backend, BackendError, GenerationConfig
+from agent.backends.chat_template import CHATML_TEMPLATE, common_prefix, render_chat
+from agent.backends.factory import auto_kind, create_backend
+from agent.backends.scripted import ScriptedBackend
+from agent.backends.stops import StopScanner
+from agent.models import ModelError, smollm2_gguf
+from agent.records import Message
+
+COUNT = [
+    Message(role="system", content="You are a helpful assistant."),
+    Message(role="user", content="Count from 1 to 30."),
+]
+
+
+def test_chatml_render_and_common_prefix() -> None:
+    text = render_chat(COUNT)
+    assert text == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\nCount from 1 to 30.<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert render_chat(COUNT, CHATML_TEMPLATE, add_generation_prompt=False).endswith("30.<|im_end|>\n")
+    assert common_prefix([1, 2, 3, 4], [1, 2, 9]) == 2
+    assert common_prefix([1, 2], [1, 2, 3]) == 2
+
+
+def test_stop_scanner_finds_a_stop_split_across_tokens() -> None:
+    scanner = StopScanner(["```\n", "Observation:"])
+    assert not scanner.update("print(1)\n`")
+    assert not scanner.update("print(1)\n``")
+    assert scanner.update("print(1)\n```\nmore")
+    assert scanner.text == "print(1)\n"
+
+
+def test_factory_kinds_and_errors(tmp_path: Path) -> None:
+    scripted = create_backend("scripted", replies=["hi"])
+    assert isinstance(scripted, ScriptedBackend) and isinstance(scripted, Backend)
+    replies = tmp_path / "replies.json"
+    replies.write_text('["one", "two"]')
+    from_file = create_backend("scripted", str(replies))
+    assert isinstance(from_file, ScriptedBackend) and from_file.queue == ["one", "two"]
+    with pytest.raises(BackendError, match="unknown backend 'vllm'"):
+        create_backend("vllm")
+    with pytest.raises(ModelError, match="no such model"):
+        create_backend("auto", "/nonexistent/model.gguf")
+    assert auto_kind("hf") == "transformers" and auto_kind("adapter") == "transformers"
+
+
+@pytest.fixture(scope="module")
+def smol():
+    pytest.importorskip("llama_cpp")
+    from agent.backends.llamacpp_backend import LlamaCppBackend
+
+    return LlamaCppBackend(str(smollm2_gguf()), n_ctx=2048)
+
+
+def test_auto_picks_llamacpp_for_gguf() -> None:
+    pytest.importorskip("llama_cpp")
+    assert auto_kind("gguf") == "llamacpp"
+
+
+def test_llamacpp_refuses_non_gguf(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    from agent.backends.llamacpp_backend import LlamaCppBackend
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelError, match="needs a GGUF file"):
+        LlamaCppBackend(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_generates_and_stops_on_strings(smol) -> None:
+    assert smol.template and "im_start" in smol.template  # taken from the GGUF's metadata
+    full = smol.generate(COUNT, GenerationConfig(max_new_tokens=60))
+    assert "5" in full.text and full.completion_tokens > 5
+    assert full.prompt_tokens == len(smol.prompt_ids(COUNT))
+    cut = smol.generate(COUNT, GenerationConfig(max_new_tokens=60, stop=["5"]))
+    assert cut.finish_reason == "stop" and "5" not in cut.text
+    assert full.text.startswith(cut.text) and cut.completion_tokens < full.completion_tokens
+    short = smol.generate(COUNT, GenerationConfig(max_new_tokens=3))
+    assert short.completion_tokens == 3 and short.finish_reason == "length"
+
+
+@pytest.mark.slow
+def test_second_turn_reuses_the_prefix_and_matches_a_fresh_run(smol) -> None:
+    greedy = GenerationConfig(max_new_tokens=24)
+    smol.reset()
+    first = smol.generate(COUNT, greedy)
+    assert first.cached_tokens == 0 and smol.last_prefill_tokens == first.prompt_tokens
+    turn2 = COUNT + [
+        Message(role="assistant", content=first.text),
+        Message(role="user", content="Now in French."),
+    ]
+    second = smol.generate(turn2, greedy)
+    assert second.cached_tokens >= first.prompt_tokens
+    assert smol.last_prefill_tokens == second.prompt_tokens - second.cached_tokens
+    assert smol.last_prefill_tokens < 40
+    smol.reset()
+    fresh = smol.generate(turn2, greedy)
+    assert fresh.cached_tokens == 0
+    assert fresh.text == second.text
+
+
+@pytest.mark.slow
+def test_sampling_follows_the_seed(smol) -> None:
+    config = GenerationConfig(max_new_tokens=20, temperature=1.2, seed=11)
+    a = smol.generate(COUNT, config).text
+    b = smol.generate(COUNT, config).text
+    c = smol.generate(COUNT, GenerationConfig(max_new_tokens=20, temperature=1.2, seed=12)).text
+    assert a == b and a != c
+
+
+@pytest.mark.slow
+def test_prompt_longer_than_the_context_is_a_backend_error(smol) -> None:
+    huge = [Message(role="user", content="data " * 3000)]
+    with pytest.raises(BackendError, match="does not fit the context window n_ctx=2048"):
+        smol.generate(huge, GenerationConfig())
