@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -165,3 +168,37 @@ def test_daemonized_process_dies_with_the_kernel(tmp_path: Path) -> None:
         p for p in psutil.process_iter(["cmdline", "status"]) if marker in " ".join(p.info["cmdline"] or [])
     ]
     assert [p for p in left if p.info["status"] != psutil.STATUS_ZOMBIE] == []
+
+
+OWNER = """
+import sys
+from pathlib import Path
+from sandbox.kernel import KernelSandbox
+box = KernelSandbox(Path(sys.argv[1]))
+print(box.pid, flush=True)
+box.execute("import time\\ntime.sleep(100)", timeout=100)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_owner_killed_mid_cell_leaves_no_kernel(tmp_path: Path, signum: int) -> None:
+    root = str(Path(__file__).resolve().parent.parent)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(tmp_path / "ws")], stdout=subprocess.PIPE, text=True, cwd=root
+    )
+    assert owner.stdout is not None
+    kernel_pid = int(owner.stdout.readline())
+    processes = [psutil.Process(kernel_pid), *psutil.Process(kernel_pid).children(recursive=True)]
+    time.sleep(1.0)  # the cell is running
+    owner.send_signal(signum)
+    owner.wait(timeout=30)
+    # SIGTERM is turned into SystemExit (so `with` blocks and atexit close the kernel); SIGKILL
+    # cannot be caught, and the kernel goes by PR_SET_PDEATHSIG.
+    assert owner.returncode == (128 + signum if signum == signal.SIGTERM else -signum)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        alive = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            break
+        time.sleep(0.1)
+    assert alive == []
