@@ -27,18 +27,16 @@ from finetune.expert_data import (
     error_name,
     format_number,
     grouping_columns,
-    labelled_numbers,
     parse_preview,
     printed_values,
     relevant_columns,
 )
+from finetune.expert_open import OpenAnalysis
 from finetune.expert_text import phrase
 
 _SHAPE_TUPLE = re.compile(r"^\((\d+), (\d+)\)$", re.MULTILINE)
 _SHAPE_WORDS = re.compile(r"^(\d+) rows, (\d+) columns$", re.MULTILINE)
 _MISSING = re.compile(r"'([^']+)': (?:np\.\w+\()?(\d+)")
-_DISTINCT = re.compile(r"^(\S+) (\d+) distinct", re.MULTILINE)
-_ID_LIKE = re.compile(r"(^id$|_id$|^id_|index|^unnamed|^name$|rownames)", re.IGNORECASE)
 MISTAKE_RATE = 0.6  # share of samples that make (and fix) one mistake: enough to teach recovery
 
 
@@ -57,7 +55,7 @@ class Move:
         return f"{self.prose}\n\n```python\n{self.code}\n```".lstrip()
 
 
-class ExpertBackend:
+class ExpertBackend(OpenAnalysis):
     """A scripted-by-rules analyst for one task; ``seed`` varies phrasing, charts and mistakes."""
 
     name = "expert"
@@ -106,11 +104,20 @@ class ExpertBackend:
         self.cols = relevant_columns(self.view, self.reference, self.task.question)
         self.queue = [self._inspect]
         mistake = self._pick_mistake()
+        first = self._mistake_moves(mistake)
         if self.closed:
-            self.queue += self._closed_moves(mistake)
+            self.queue += self._closed_moves(mistake, first)
         else:
-            self.queue += self._open_moves(mistake)
+            self.queue += self._open_moves(mistake, first)
         self.queue.append(self._report)
+
+    def _mistake_moves(self, mistake: str | None) -> list[Callable[[], Move]]:
+        dates = [c for c in self.cols if c.date_like]
+        if mistake == "dates":
+            return [lambda: self._dates_mistake(dates[0])]
+        if mistake == "case":
+            return [self._case_mistake]
+        return []
 
     def _pick_mistake(self) -> str | None:
         if self.rng.random() >= MISTAKE_RATE:
@@ -124,14 +131,12 @@ class ExpertBackend:
             options.append("typo")
         return self.rng.choice(options) if options else None
 
-    def _closed_moves(self, mistake: str | None) -> list[Callable[[], Move]]:
-        moves: list[Callable[[], Move]] = []
+    def _closed_moves(self, mistake: str | None, first: list[Callable[[], Move]]) -> list[Callable[[], Move]]:
+        moves = list(first)
         dates = [c for c in self.cols if c.date_like]
         gaps = [c for c in self.cols if c.missing]
-        if mistake == "dates":
-            moves.append(lambda: self._dates_mistake(dates[0]))
-        elif mistake == "case":
-            moves.append(self._case_mistake)
+        if first:
+            pass  # one detour per run is enough
         elif dates and self.rng.random() < 0.6:
             moves.append(lambda: self._clean_dates(dates[0]))
         elif gaps and self.rng.random() < 0.5:
@@ -139,18 +144,6 @@ class ExpertBackend:
         if mistake != "typo" and self.rng.random() < 0.3:
             return [*moves, self._compute_and_plot]
         return [*moves, lambda: self._compute(typo=mistake == "typo"), self._plot]
-
-    def _open_moves(self, mistake: str | None) -> list[Callable[[], Move]]:
-        moves: list[Callable[[], Move]] = []
-        dates = [c for c in self.cols if c.date_like]
-        if mistake == "dates":
-            moves.append(lambda: self._dates_mistake(dates[0]))
-        elif mistake == "case":
-            moves.append(self._case_mistake)
-        moves.append(self._groups)
-        if sum(c.numeric for c in self.view.columns) >= 2:
-            moves.append(self._correlations)
-        return [*moves, self._plot]
 
     def _typo(self) -> tuple[str, str] | None:
         """An answer variable and a misspelling of it that the reference code does not define."""
@@ -186,14 +179,11 @@ class ExpertBackend:
             self.facts["rows"], self.facts["ncols"] = int(shape.group(1)), int(shape.group(2))
             line = next((x for x in observation.splitlines() if x.startswith("missing values:")), "")
             self.facts["missing"] = [(n, int(k)) for n, k in _MISSING.findall(line)]
-            self.facts["distinct"] = {n: int(k) for n, k in _DISTINCT.findall(observation)}
+            counts = next((x for x in observation.splitlines() if x.startswith("distinct values:")), "")
+            self.facts["distinct"] = {n: int(k) for n, k in _MISSING.findall(counts)}
             self.facts["rows_note"] = self._rows_sentence()
-        groups = labelled_numbers(observation, ": mean ")
-        if groups:
-            self.facts["groups"] = groups
-        corrs = labelled_numbers(observation, ": r = ")
-        if corrs:
-            self.facts["corrs"] = corrs
+        if not self.closed:
+            self._note_open(observation)
 
     def _rows_sentence(self) -> str:
         gaps = self.facts["missing"]
@@ -219,14 +209,14 @@ class ExpertBackend:
     # moves ------------------------------------------------------------------------------------
 
     def _inspect(self) -> Move:
-        cols, max_text = self.cols, 2
-        if not self.closed:  # an open question needs candidates to group by
-            extra = [
-                c for c in self.view.columns if c.text and not c.date_like and not _ID_LIKE.search(c.name)
-            ]
-            cols, max_text = cols + [c for c in extra if c not in cols], 3
         prose = phrase(self.rng, "inspect", file=self.view.file)
-        return Move("inspect", prose, code.inspect_code(self.view, cols, self.rng, max_text=max_text))
+        if self.closed:
+            return Move("inspect", prose, code.inspect_code(self.view, self.cols, self.rng))
+        # An open question: the target's spread, and how many distinct values each column has, to
+        # choose what to group by from what the kernel says rather than from guesses.
+        target = self._target()
+        cols = [target] if target is not None else [c for c in self.cols if c.numeric]
+        return Move("inspect", prose, code.inspect_code(self.view, cols, self.rng, distinct=True))
 
     def _case_mistake(self) -> Move:
         col = next(c for c in self.cols if code.wrong_case(c.name, self.view.names))
@@ -286,9 +276,9 @@ class ExpertBackend:
         return Move("compute_retry", prose, f"{self.reference}\n\n{code.answer_prints(self.answer_names)}")
 
     def _plot(self) -> Move:
-        cols = self.facts.get("group_cols") or self.cols
-        groups = grouping_columns(self.reference) if self.closed else []
-        chart, words = code.plot_code(self.view, cols, groups, self.rng)
+        if not self.closed:
+            return self._open_plot()
+        chart, words = code.plot_code(self.view, self.cols, grouping_columns(self.reference), self.rng)
         self.facts["chart"] = words
         return Move("plot", phrase(self.rng, "plot", words=words), chart)
 
@@ -297,28 +287,6 @@ class ExpertBackend:
         chart, words = code.plot_code(self.view, numeric, [], self.rng)
         self.facts["chart"] = words
         return Move("plot_retry", phrase(self.rng, "plot_retry", words=words), chart)
-
-    def _groups(self) -> Move:
-        cat, num = self._group_pair()
-        if cat is None or num is None:
-            prose = "There is no obvious grouping column, so a summary of the numeric columns instead."
-            return Move("explore", self._rows_note() + prose, "print(df.describe().T.round(2).head(8))")
-        self.facts["group_cols"] = [num, cat]
-        prose = phrase(self.rng, "groups", rows_note=self._rows_note(), num=num.name, cat=cat.name)
-        return Move("groups", prose, code.group_summary(cat.name, num.name))
-
-    def _group_pair(self) -> tuple[Column | None, Column | None]:
-        """A text column with few distinct values (as the inspection printed) and a numeric column."""
-        distinct = self.facts.get("distinct", {})
-        cats = [c for c in self.view.columns if 2 <= distinct.get(c.name, 0) <= 30]
-        cats.sort(key=lambda c: (c not in self.cols, distinct[c.name]))
-        nums = [c for c in self.cols if c.numeric] + [
-            c for c in self.view.columns if c.numeric and not _ID_LIKE.search(c.name)
-        ]
-        return (cats[0] if cats else None), (nums[0] if nums else None)
-
-    def _correlations(self) -> Move:
-        return Move("correlations", phrase(self.rng, "correlations"), code.correlation_summary())
 
     # the report -------------------------------------------------------------------------------
 
@@ -359,32 +327,3 @@ class ExpertBackend:
                 lines.append(f"- The {label} is {value}.")
                 tail.append(f"@{answer.name}[{value}]")
         return lines + ([""] + tail + [""] if tail else [])
-
-    def _finding_lines(self) -> list[str]:
-        lines = []
-        groups, cols = self.facts.get("groups", []), self.facts.get("group_cols")
-        if len(groups) >= 2 and cols:
-            (top, high), (bottom, low) = groups[0], groups[-1]
-            num, cat = cols[0].name, cols[1].name
-            lines.append(
-                f"- By {cat}: {top} has the highest mean {num} ({high:.2f}), {bottom} the lowest ({low:.2f})."
-            )
-        corrs = self.facts.get("corrs", [])
-        if corrs:
-            pair, r = corrs[0]
-            sign = "positive" if r > 0 else "negative"
-            lines.append(
-                f"- The strongest correlation is {pair.replace(' ~ ', ' with ')} (r = {r:.2f}, {sign})."
-            )
-            lines += [f"- Also related: {p.replace(' ~ ', ' and ')} (r = {v:.2f})." for p, v in corrs[1:3]]
-        lines.append(
-            "- "
-            + self.rng.choice(
-                [
-                    "Averages ignore missing values; correlations describe association, not cause.",
-                    "These are descriptive results: no causal claim is made.",
-                    "Group sizes differ, so small groups deserve less weight.",
-                ]
-            )
-        )
-        return lines

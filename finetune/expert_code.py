@@ -34,16 +34,18 @@ def q(name: str) -> str:
     return repr(name)
 
 
-def inspect_code(view: DataView, cols: list[Column], rng: random.Random, max_text: int = 2) -> str:
+def inspect_code(view: DataView, cols: list[Column], rng: random.Random, distinct: bool = False) -> str:
     """Load the file and look at shape, missing values and the columns the task is about."""
     lines = ["import pandas as pd", "import matplotlib.pyplot as plt", "", f"df = {view.read_code}"]
     numeric = [c.name for c in cols if c.numeric][:4]
-    text = [c.name for c in cols if c.text and not c.date_like][:max_text]
+    text = [] if distinct else [c.name for c in cols if c.text and not c.date_like][:2]
     if rng.random() < 0.5:
         lines.append("print(df.shape)")
     else:
         lines.append('print(f"{len(df)} rows, {df.shape[1]} columns")')
     lines += ["missing = df.isna().sum()", 'print("missing values:", missing[missing > 0].to_dict())']
+    if distinct:
+        lines.append('print("distinct values:", df.nunique().to_dict())')
     if numeric:
         lines.append(f"print(df[{numeric!r}].describe().round(2))")
     for name in text:
@@ -180,13 +182,22 @@ def plot_code(view: DataView, cols: list[Column], groups: list[str], rng: random
     return body + "\nplt.tight_layout()\nplt.show()", words
 
 
-def group_summary(cat: str, num: str) -> str:
-    """Mean of a numeric column per group, best and worst groups printed as ``group: mean x``."""
+def group_summary(cats: list[str], num: str) -> str:
+    """Mean of ``num`` per group for a few grouping columns, one line each: ``col: g = 1.0; h = 2.0``."""
     return (
-        f"means = df.groupby({q(cat)})[{q(num)}].agg(['mean', 'count']).sort_values('mean', ascending=False)\n"
-        "shown = means if len(means) <= 6 else pd.concat([means.head(3), means.tail(3)])\n"
-        "for group, row in shown.iterrows():\n"
-        f"    print(f\"{{group}}: mean {{row['mean']:.2f}} (n={{row['count']:.0f}})\")"
+        f"for col in {cats!r}:\n"
+        f"    means = df.groupby(col)[{q(num)}].mean().sort_values(ascending=False)\n"
+        '    print(f"{col}: " + "; ".join(f"{g} = {v:.2f}" for g, v in means.head(6).items()))'
+    )
+
+
+def profile_summary(cat: str, nums: list[str]) -> str:
+    """Group means of the measurements that separate the groups best (spread in standard deviations)."""
+    return (
+        f"table = df.groupby({q(cat)})[{nums!r}].mean()\n"
+        f"spread = (table.max() - table.min()) / df[{nums!r}].std()\n"
+        "for col in spread.sort_values(ascending=False).index[:4]:\n"
+        '    print(f"{col}: " + "; ".join(f"{g} = {v:.2f}" for g, v in table[col].items()))'
     )
 
 
@@ -198,4 +209,56 @@ def correlation_summary() -> str:
         "pairs = sorted((p for p in pairs if pd.notna(p[2])), key=lambda p: -abs(p[2]))\n"
         "for a, b, r in pairs[:3]:\n"
         '    print(f"{a} ~ {b}: r = {r:.2f}")'
+    )
+
+
+def period_expr(col: Column, unit: str) -> str:
+    """The expression giving the year (or month) of each row from a time column."""
+    if col.numeric:
+        return f"df[{q(col.name)}].astype(int)" if unit == "year" else f"df[{q(col.name)}]"
+    return f"pd.to_datetime(df[{q(col.name)}]).dt.{unit}"
+
+
+def trend_summary(time: Column, names: list[str]) -> str:
+    """Yearly means of some columns, each printed as ``col: first a, last b, peak in year``."""
+    return (
+        f"year = {period_expr(time, 'year')}\n"
+        f"yearly = df.groupby(year)[{names!r}].mean()\n"
+        'print(f"{yearly.index.min()} to {yearly.index.max()}: {len(yearly)} periods")\n'
+        "for col in yearly.columns:\n"
+        "    s = yearly[col].dropna()\n"
+        '    print(f"{col}: first {s.iloc[0]:.2f}, last {s.iloc[-1]:.2f}, peak in {s.idxmax()}")'
+    )
+
+
+def season_summary(month: Column, unit: str, target: str) -> str:
+    """The mean of ``target`` per month, printed as the highest and lowest month."""
+    return (
+        f"month = {period_expr(month, unit)}\n"
+        f"profile = df.groupby(month)[{q(target)}].mean()\n"
+        f'print(f"{target} by month: highest in month {{profile.idxmax()}} ({{profile.max():.2f}}), '
+        'lowest in month {profile.idxmin()} ({profile.min():.2f})")'
+    )
+
+
+def drivers_summary(target: str) -> str:
+    """Correlations of every numeric column with ``target``, strongest first, as ``col: r = 0.87``."""
+    return (
+        f"r = df.corr(numeric_only=True)[{q(target)}].drop({q(target)}).dropna()\n"
+        "for col, value in r[r.abs().sort_values(ascending=False).index].head(5).items():\n"
+        '    print(f"{col}: r = {value:.2f}")'
+    )
+
+
+def scatter(x: str, y: str, size: str) -> str:
+    return (
+        f"ax = df.plot.scatter(x={q(x)}, y={q(y)}, s=12, alpha=0.6, figsize={size})\n"
+        f'ax.set_title("{y} against {x}")\nplt.tight_layout()\nplt.show()'
+    )
+
+
+def yearly_line(name: str, size: str) -> str:
+    return (
+        f"ax = yearly[{q(name)}].plot(figsize={size}, marker='.')\n"
+        f'ax.set_ylabel({q(name)})\nax.set_title("{name} per year")\nplt.tight_layout()\nplt.show()'
     )

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 NUMERIC_DTYPES = ("int", "float", "uint", "Int", "Float", "UInt")
 TEXT_DTYPES = ("object", "str", "string", "category", "bool", "boolean")
-DATE_NAME = re.compile(r"(date|time|timestamp|^dt$|_at$|^day$|^month$|period)", re.IGNORECASE)
+# Text columns with these names hold dates (tips' "day"/"time" hold "Sun"/"Dinner": not matched).
+DATE_NAME = re.compile(r"(date|timestamp|time_hour|^dt$|_at$|^year$|^period$)", re.IGNORECASE)
 
 _READ = re.compile(r"^Read with: (\w+) = (.+)$", re.MULTILINE)
 _FILE = re.compile(r"^### (\S+)", re.MULTILINE)
