@@ -37,7 +37,7 @@ from finetune.expert_text import phrase
 _SHAPE_TUPLE = re.compile(r"^\((\d+), (\d+)\)$", re.MULTILINE)
 _SHAPE_WORDS = re.compile(r"^(\d+) rows, (\d+) columns$", re.MULTILINE)
 _MISSING = re.compile(r"'([^']+)': (?:np\.\w+\()?(\d+)")
-MISTAKE_RATE = 0.6  # share of samples that make (and fix) one mistake: enough to teach recovery
+MISTAKE_RATE = 0.4  # share of samples that make (and fix) one mistake: enough to teach recovery
 
 
 @dataclass

@@ -1,0 +1,84 @@
+"""``analyst collect``: run a teacher over the train split and keep verified trajectories.
+
+Exposed as ``finetune.cli.collect_command``; nothing heavy is imported until the command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+TEACHERS = ["expert", "openai", "llamacpp", "transformers", "auto"]
+
+
+@click.command("collect")
+@click.option("--split", default="train", show_default=True, help="task split; only 'train' is accepted")
+@click.option(
+    "--backend",
+    default="expert",
+    show_default=True,
+    type=click.Choice(TEACHERS),
+    help="the teacher: the built-in expert (no model needed) or a model backend",
+)
+@click.option("--model", default="default", show_default=True, help="model of a model backend")
+@click.option("--base-url", envvar="ANALYST_BASE_URL", help="OpenAI-compatible server URL (openai backend)")
+@click.option("--samples", default=1, show_default=True, type=click.IntRange(1, 100), help="runs per task")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="output folder")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="parallel runs")
+@click.option(
+    "--tasks", "pattern", default="*", show_default=True, help="glob on task ids, e.g. 'penguins/*'"
+)
+@click.option("--temperature", default=0.7, show_default=True, help="sampling temperature of a model teacher")
+@click.option("--max-turns", default=12, show_default=True, type=click.IntRange(1, 200))
+@click.option("--overwrite", is_flag=True, help="replace a dataset already in --out")
+@click.option("--quiet", is_flag=True, help="no line per run")
+def collect_command(
+    split,
+    backend,
+    model,
+    base_url,
+    samples,
+    out_dir,
+    workers,
+    pattern,
+    temperature,
+    max_turns,
+    overwrite,
+    quiet,
+) -> None:
+    """Run a teacher over the train tasks; write verified runs to OUT/train.jsonl with OUT/stats.json."""
+    from agent.backends.base import BackendError
+    from finetune.collect import CollectConfig, CollectError, collect
+
+    config = CollectConfig(
+        out=out_dir,
+        split=split,
+        backend=backend,
+        model=model,
+        base_url=base_url,
+        samples=samples,
+        workers=workers,
+        tasks=pattern,
+        temperature=temperature,
+        max_turns=max_turns,
+        overwrite=overwrite,
+    )
+
+    def report(sample, done: int, total: int) -> None:
+        if not quiet:
+            why = "" if sample.kept else f" ({sample.detail})" if sample.detail else ""
+            click.echo(
+                f"[{done}/{total}] {sample.task_id} seed {sample.seed}: {sample.verdict}{why}, "
+                f"{sample.turns} turns"
+            )
+
+    try:
+        stats = collect(config, on_sample=report)
+    except (CollectError, BackendError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    dropped = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()) or "none"
+    click.echo(
+        f"kept {stats['kept']} of {stats['runs']} runs (dropped: {dropped}); "
+        f"{stats['tokens']['total']} tokens; written to {out_dir / 'train.jsonl'}"
+    )
