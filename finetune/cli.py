@@ -11,6 +11,10 @@ from pathlib import Path
 
 import click
 
+from finetune.collect_cli import collect_command
+
+__all__ = ["collect_command", "train_group"]
+
 PATH = click.Path(path_type=Path)
 
 
