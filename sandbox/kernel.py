@@ -31,6 +31,7 @@ import os
 import queue
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -126,10 +127,16 @@ class KernelSandbox:
         km._kernel_spec = KernelSpec(
             argv=self._command(), display_name="analyst", language="python", interrupt_mode="signal"
         )
-        try:
-            km.start_kernel(cwd=str(self.workspace), env=self._environment())
-        except Exception as exc:  # Popen errors, bad cwd: a system fault of the sandbox
-            raise KernelStartError(f"could not start the kernel: {exc}") from exc
+        # The kernel process's own stdout/stderr (not the cells': those come over iopub) go to a
+        # log, so that a fork bomb's or a crash's noise never lands on the owner's terminal.
+        self._log_path = self._runtime / f"k{n}.log"
+        with open(self._log_path, "ab") as log:
+            try:
+                km.start_kernel(
+                    cwd=str(self.workspace), env=self._environment(), stdout=log, stderr=subprocess.STDOUT
+                )
+            except Exception as exc:  # Popen errors, bad cwd: a system fault of the sandbox
+                raise KernelStartError(f"could not start the kernel: {exc}") from exc
         self._km, self._kc = km, km.client()
         self._kc.start_channels()
         self._wait_ready(began + self.startup_timeout)
@@ -141,7 +148,7 @@ class KernelSandbox:
         while time.monotonic() < deadline:
             if not self._km.is_alive():
                 self._stop()
-                raise KernelStartError("the kernel exited during start")
+                raise KernelStartError(f"the kernel exited during start: {self._log_tail()}")
             pending.add(self._kc.kernel_info())
             until = min(deadline, time.monotonic() + 0.25)
             while (left := until - time.monotonic()) > 0:
@@ -152,7 +159,15 @@ class KernelSandbox:
                 if msg["parent_header"].get("msg_id") in pending and _is_idle(msg):
                     return
         self._stop()
-        raise KernelStartError(f"the kernel was not ready within {self.startup_timeout:.0f} s")
+        raise KernelStartError(
+            f"the kernel was not ready within {self.startup_timeout:.0f} s: {self._log_tail()}"
+        )
+
+    def _log_tail(self, chars: int = 600) -> str:
+        try:
+            return self._log_path.read_text(errors="replace")[-chars:].strip() or "(no output)"
+        except OSError:
+            return "(no log)"
 
     def _stop(self) -> None:
         km, kc, self._km, self._kc = self._km, self._kc, None, None

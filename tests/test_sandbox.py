@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from agent.records import file_sha256
-from sandbox.kernel import KernelSandbox, SandboxError
+from sandbox.kernel import KernelSandbox, KernelStartError, SandboxError
 from sandbox.pool import KernelPool
 
 
@@ -196,3 +196,12 @@ def test_pool_hands_out_warm_kernels_once(tmp_path: Path) -> None:
         assert second.figures_dir == tmp_path / "b" / "figures"
         pid = second.pid
     assert pid is not None and not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+def test_start_failure_is_a_typed_system_fault(tmp_path: Path) -> None:
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    with pytest.raises(KernelStartError, match="not ready within"):
+        KernelSandbox(tmp_path / "ws", startup_timeout=0.05)
+    time.sleep(0.3)
+    after = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    assert [p for p in after if p.status() != psutil.STATUS_ZOMBIE] == []
