@@ -22,19 +22,19 @@ def prepare_command(cache: Path | None, only: tuple[str, ...], force: bool) -> N
     """Write every dataset as CSV into the cache and compute the reference answers (no downloads)."""
     from rich.console import Console
 
-    from eval_datasets.prepare import ReferenceCodeError, default_cache, prepare_dataset
+    from eval_datasets.prepare import ReferenceCodeError, default_cache, prepare_datasets
     from eval_datasets.schema import load_suite
 
     cache = cache or default_cache()
     specs = _pick(load_suite(), only)
     console = Console()
-    for spec in specs:
-        try:
-            meta = prepare_dataset(spec, cache, force=force)
-        except ReferenceCodeError as exc:
-            raise click.ClickException(str(exc).splitlines()[0]) from None
-        except OSError as exc:
-            raise click.ClickException(f"Cannot write the cache {cache}: {exc.strerror or exc}") from None
+    try:
+        metas = prepare_datasets(specs, cache, force=force)
+    except ReferenceCodeError as exc:
+        raise click.ClickException(str(exc).splitlines()[0]) from None
+    except OSError as exc:
+        raise click.ClickException(f"Cannot write the cache {cache}: {exc.strerror or exc}") from None
+    for meta in metas:
         console.print(f"{meta.name:<16} {meta.rows:>7} rows  {meta.split:<8} {cache / meta.name / meta.csv}")
     console.print(f"{len(specs)} datasets prepared in {cache}")
 

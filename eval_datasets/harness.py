@@ -22,8 +22,8 @@ from pydantic import BaseModel, Field
 
 from agent.backends.base import Backend
 from agent.records import Trajectory, now_iso
-from eval_datasets.prepare import PreparedTask, default_cache, prepared_tasks
-from eval_datasets.schema import load_suite
+from eval_datasets.prepare import PreparedTask, default_cache, is_fresh, prepare_datasets, prepared_tasks
+from eval_datasets.schema import Task, load_suite
 from eval_datasets.scoring import AnswerScore, chart_count, score_task
 
 RETRIED_STATUSES = ("error", "interrupted")
@@ -77,25 +77,28 @@ class EvalConfig:
     time_budget_s: float | None = field(default=None, metadata={"help": "override every task's time budget"})
 
 
-def interleave(groups: list[list[PreparedTask]]) -> list[PreparedTask]:
+def interleave(groups: list[list[Task]]) -> list[Task]:
     """Round-robin over datasets, so ``--limit K`` samples K different datasets before repeating one."""
-    ordered: list[PreparedTask] = []
+    ordered: list[Task] = []
     for index in range(max((len(g) for g in groups), default=0)):
         ordered += [group[index] for group in groups if index < len(group)]
     return ordered
 
 
-def select_tasks(split: Split, pattern: str = "*", limit: int | None = None, cache: Path | None = None):
-    """Prepared tasks of a split matching a glob, interleaved by dataset; prepares only what it needs."""
+def select_tasks(
+    split: Split, pattern: str = "*", limit: int | None = None, cache: Path | None = None
+) -> list[PreparedTask]:
+    """Prepared tasks of a split matching a glob, interleaved by dataset; prepares only what it runs."""
     cache = cache or default_cache()
     specs = [s for s in load_suite() if split == "all" or s.split == split]
-    groups = []
-    for spec in specs:
-        if not any(fnmatch.fnmatch(t.id, pattern) for t in spec.tasks):
-            continue
-        groups.append([p for p in prepared_tasks(spec, cache) if fnmatch.fnmatch(p.task.id, pattern)])
-    chosen = interleave(groups)
-    return chosen[:limit] if limit is not None else chosen
+    chosen = interleave([[t for t in s.tasks if fnmatch.fnmatch(t.id, pattern)] for s in specs])
+    chosen = chosen[:limit] if limit is not None else chosen
+    needed = [s for s in specs if any(t.dataset == s.name for t in chosen)]
+    stale = [s for s in needed if not is_fresh(s, cache)]
+    if stale:
+        prepare_datasets(stale, cache)  # one reference-runner process for all of them
+    prepared = {p.task.id: p for s in needed for p in prepared_tasks(s, cache)}
+    return [prepared[t.id] for t in chosen]
 
 
 def task_question(prepared: PreparedTask) -> str:

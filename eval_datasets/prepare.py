@@ -99,7 +99,13 @@ def reference_jobs(spec: DatasetSpec, folder: Path) -> list[tuple[Task, dict]]:
 def compute_references(spec: DatasetSpec, folder: Path) -> tuple[dict, dict]:
     """Expected answers of closed tasks and facts of open tasks, computed from the CSV in ``folder``."""
     pairs = reference_jobs(spec, folder)
-    outputs = run_references([job for _, job in pairs])
+    return check_references(spec, pairs, run_references([job for _, job in pairs]))
+
+
+def check_references(
+    spec: DatasetSpec, pairs: list[tuple[Task, dict]], outputs: list[dict]
+) -> tuple[dict, dict]:
+    """Sort runner outputs into answers and facts, refusing failures and values of the wrong kind."""
     expected: dict[str, dict[str, float | str]] = {}
     facts: dict[str, list[str]] = {t.id: list(t.must_mention) for t in spec.tasks if t.kind == "open"}
     for (task, _), output in zip(pairs, outputs, strict=True):
@@ -110,18 +116,16 @@ def compute_references(spec: DatasetSpec, folder: Path) -> tuple[dict, dict]:
             facts[task.id] = list(task.must_mention) + values["facts"]
             continue
         for answer in task.answers:
-            if answer.kind == "text" and not isinstance(values[answer.name], str):
+            if (answer.kind == "text") != isinstance(values[answer.name], str):
                 raise ReferenceCodeError(
-                    f"{task.id}: {answer.name} should be text, got {values[answer.name]!r}"
+                    f"{task.id}: {answer.name} should be {answer.kind}: {values[answer.name]!r}"
                 )
-            if answer.kind == "number" and isinstance(values[answer.name], str):
-                raise ReferenceCodeError(f"{task.id}: {answer.name} should be a number, got text")
         expected[task.id] = values
     return expected, facts
 
 
-def prepare_dataset(spec: DatasetSpec, cache: Path, *, force: bool = False) -> DatasetMeta:
-    """Write the CSV (once) and recompute the reference answers."""
+def materialize(spec: DatasetSpec, cache: Path, *, force: bool = False) -> Path:
+    """Write the dataset's CSV into the cache unless it is already there."""
     folder = cache / spec.name
     folder.mkdir(parents=True, exist_ok=True)
     csv_path = folder / spec.csv
@@ -130,26 +134,49 @@ def prepare_dataset(spec: DatasetSpec, cache: Path, *, force: bool = False) -> D
         partial = csv_path.with_suffix(".csv.part")
         frame.to_csv(partial, index=False)
         partial.replace(csv_path)  # a crash never leaves a truncated CSV under the real name
+    return csv_path
+
+
+def prepare_datasets(specs: list[DatasetSpec], cache: Path, *, force: bool = False) -> list[DatasetMeta]:
+    """Write the CSVs (once) and recompute every reference answer, all snippets in one child process."""
     import pandas as pd
 
-    frame = pd.read_csv(csv_path)
-    expected, facts = compute_references(spec, folder)
-    meta = DatasetMeta(
-        name=spec.name,
-        csv=spec.csv,
-        split=spec.split,
-        source=spec.source,
-        licence=spec.licence,
-        description=spec.description,
-        rows=len(frame),
-        columns=frame.shape[1],
-        sha256=file_sha256(csv_path),
-        spec_sha256=spec_digest(spec),
-        expected=expected,
-        must_mention=facts,
-    )
-    (folder / "meta.json").write_text(meta.model_dump_json(indent=2), encoding="utf-8")
-    return meta
+    csv_paths = [materialize(spec, cache, force=force) for spec in specs]
+    pairs = [reference_jobs(spec, path.parent) for spec, path in zip(specs, csv_paths, strict=True)]
+    outputs = run_references([job for group in pairs for _, job in group])
+    metas = []
+    for spec, csv_path, group in zip(specs, csv_paths, pairs, strict=True):
+        mine, outputs = outputs[: len(group)], outputs[len(group) :]
+        expected, facts = check_references(spec, group, mine)
+        frame = pd.read_csv(csv_path)
+        meta = DatasetMeta(
+            name=spec.name,
+            csv=spec.csv,
+            split=spec.split,
+            source=spec.source,
+            licence=spec.licence,
+            description=spec.description,
+            rows=len(frame),
+            columns=frame.shape[1],
+            sha256=file_sha256(csv_path),
+            spec_sha256=spec_digest(spec),
+            expected=expected,
+            must_mention=facts,
+        )
+        (csv_path.parent / "meta.json").write_text(meta.model_dump_json(indent=2), encoding="utf-8")
+        metas.append(meta)
+    return metas
+
+
+def prepare_dataset(spec: DatasetSpec, cache: Path, *, force: bool = False) -> DatasetMeta:
+    """Write one dataset's CSV (once) and recompute its reference answers."""
+    return prepare_datasets([spec], cache, force=force)[0]
+
+
+def is_fresh(spec: DatasetSpec, cache: Path) -> bool:
+    """True when the cache holds this dataset with answers computed from the current task file."""
+    meta = load_meta(spec, cache)
+    return meta is not None and meta.spec_sha256 == spec_digest(spec)
 
 
 def load_meta(spec: DatasetSpec, cache: Path) -> DatasetMeta | None:

@@ -45,8 +45,10 @@ class Answer(BaseModel):
         if self.abs_tol is not None:
             absolute = self.abs_tol
         elif self.decimals is not None:
-            # One unit in the last stated place: forgives round-half-even vs half-up and a last-digit slip.
-            absolute = 10.0 ** (-self.decimals) * 1.0001
+            # Half a unit in the last stated place: any correct rounding passes (half-even or half-up,
+            # the 1e-6 slack covers binary floats like 60.545), a wrong last digit or a count off by one
+            # does not.
+            absolute = 0.5 * 10.0 ** (-self.decimals) * (1 + 1e-6)
         else:
             absolute = 1e-9
         return max(absolute, self.rel_tol * abs(expected))

