@@ -246,14 +246,19 @@ def prepare_out(config: CollectConfig) -> None:
 
 
 def collect(
-    config: CollectConfig, on_sample: Callable[[Sample, int, int], None] | None = None
+    config: CollectConfig,
+    on_sample: Callable[[Sample, int, int], None] | None = None,
+    teacher: TeacherFactory | None = None,
 ) -> dict[str, Any]:
-    """Run the teacher over the selected train tasks and write the verified dataset; returns the stats."""
+    """Run the teacher over the selected train tasks and write the verified dataset; returns the stats.
+
+    ``teacher`` overrides the backend named in ``config`` (tests pass scripted backends this way).
+    """
     if config.samples < 1 or config.workers < 1:
         raise CollectError("--samples and --workers must be at least 1")
     prepared = select_tasks(config)
     prepare_out(config)
-    teacher = make_teacher(config)
+    teacher = teacher or make_teacher(config)
     jobs = [(p, seed) for p in prepared for seed in range(config.samples)]
     started = time.monotonic()
     samples: list[Sample] = [None] * len(jobs)  # type: ignore[list-item]

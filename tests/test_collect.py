@@ -1,0 +1,109 @@
+"""`analyst collect`: verified runs kept, the others dropped with the right reason, held-out refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agent import prompts
+from agent.backends.scripted import ScriptedBackend
+from agent.cli import main
+from eval_datasets.prepare import PreparedTask
+from eval_datasets.schema import load_suite
+from finetune.collect import CollectConfig, CollectError, Sample, assert_train, collect, drop_duplicates
+
+MEAN_CODE = (
+    "```python\nimport pandas as pd\ndf = pd.read_csv('penguins.csv')\nprint(df['body_mass_g'].mean())\n```"
+)
+
+
+def _report_from_output(messages):
+    """A report quoting the number the kernel printed (so a correct run is correct for real)."""
+    printed = messages[-1].content.split("```")[1].strip()
+    return f"## Final Report\n- The mean body mass is @mean_mass[{float(printed):.1f}] grams."
+
+
+def _scripted(prepared, seed: int) -> ScriptedBackend:
+    replies = {
+        0: [MEAN_CODE, _report_from_output],  # right answer
+        1: [MEAN_CODE, "## Final Report\n- The mean body mass is @mean_mass[1.0]."],  # wrong answer
+        2: [MEAN_CODE, MEAN_CODE],  # never reports before the turn limit
+        3: [MEAN_CODE, _report_from_output],  # the same conversation as seed 0
+    }[seed]
+    return ScriptedBackend(replies)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("datasets")
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_scripted_runs_are_kept_or_dropped_for_the_right_reason(tmp_path, cache):
+    config = CollectConfig(
+        out=tmp_path / "out", tasks="penguins/mean-body-mass", samples=4, max_turns=2, workers=2, cache=cache
+    )
+    stats = collect(config, teacher=_scripted)
+    written = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert written["kept"] == stats["kept"] == 1
+    assert written["dropped"] == {"duplicate": 1, "no_report": 1, "wrong_answer": 1}
+    verdicts = {run["seed"]: run["verdict"] for run in written["runs_detail"]}
+    assert verdicts == {0: "kept", 1: "wrong_answer", 2: "no_report", 3: "duplicate"}
+    rows = _lines(tmp_path / "out" / "train.jsonl")
+    assert len(rows) == 1
+    assert prompts.parse_answers(rows[0]["messages"][-1]["content"]) == {"mean_mass": "4201.8"}
+    assert len(list((tmp_path / "out" / "trajectories").glob("*.jsonl"))) == 4
+    assert written["closed_tasks_solved"] == 1 and written["tokens"]["total"] > 0
+
+
+def _well_formed(messages: list[dict]) -> None:
+    roles = [m["role"] for m in messages]
+    assert roles[0] == "system" and roles[1] == "user"
+    assert all(a != b for a, b in zip(roles[1:], roles[2:], strict=False)), roles
+    assert roles[-1] == "assistant" and prompts.extract_report(messages[-1]["content"])
+    assert all(m["content"].strip() for m in messages)
+
+
+def test_expert_collects_verified_data_on_real_train_tasks(tmp_path, cache):
+    config = CollectConfig(out=tmp_path / "out", tasks="penguins/*", samples=1, workers=2, cache=cache)
+    stats = collect(config)
+    assert stats["tasks"] == {"total": 5, "closed": 4, "open": 1}
+    assert stats["kept"] == 5 and stats["dropped"] == {}
+    assert stats["closed_tasks_unsolved"] == [] and stats["open_tasks_kept"] == 1
+    assert 3 <= stats["turns"]["min"] and stats["turns"]["max"] <= 6
+    rows = _lines(tmp_path / "out" / "train.jsonl")
+    assert len(rows) == 5
+    for row in rows:
+        assert set(row) == {"messages"}
+        _well_formed(row["messages"])
+        assert str(tmp_path) not in json.dumps(row)  # run folders are cut out of figure notes
+
+
+def test_duplicates_ignore_whitespace_and_addresses():
+    def sample(seed: int, text: str) -> Sample:
+        messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": text}]
+        return Sample(task_id="t/x", kind="closed", seed=seed, verdict="kept", messages=messages)
+
+    samples = [sample(0, "a  <Figure at 0x7f01>\n"), sample(1, "a <Figure at 0x7f99>"), sample(2, "b")]
+    drop_duplicates(samples)
+    assert [s.verdict for s in samples] == ["kept", "duplicate", "kept"]
+
+
+def test_heldout_tasks_are_refused(tmp_path, cache):
+    with pytest.raises(CollectError, match="held-out"):
+        collect(CollectConfig(out=tmp_path / "a", split="heldout", cache=cache))
+    heldout = next(s for s in load_suite() if s.split == "heldout")
+    with pytest.raises(CollectError, match="no train task"):
+        collect(CollectConfig(out=tmp_path / "b", tasks=heldout.tasks[0].id, cache=cache))
+    smuggled = PreparedTask(task=heldout.tasks[0], split="heldout", csv_path=tmp_path / heldout.csv)
+    with pytest.raises(CollectError, match="never collected"):
+        assert_train(smuggled)
+    result = CliRunner().invoke(main, ["collect", "--split", "heldout", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 1 and "held-out" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "c").exists()

@@ -1,0 +1,138 @@
+"""The built-in expert teacher: it decides from what the kernel returns, and solves real train tasks."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent import prompts
+from agent.backends.base import GenerationConfig
+from agent.loop import RunConfig
+from agent.records import Message
+from agent.runner import analyze
+from eval_datasets.prepare import prepared_tasks
+from eval_datasets.schema import Answer, Task, load_suite
+from eval_datasets.scoring import score_task
+from finetune.expert import ExpertBackend
+from finetune.expert_data import error_name, format_number, parse_preview
+
+PREVIEW = """Task: What is the mean price? Report @mean_price[value], rounded to 1 decimal.
+
+Data files:
+
+### shop.csv
+Read with: df = pd.read_csv('shop.csv')
+Shape: 10 rows x 3 columns
+Columns:
+  city: str
+  sales: int64
+  price: float64, 1 missing
+First rows:
+   city  sales  price
+"""
+
+TASK = Task(
+    id="shop/mean-price",
+    dataset="shop",
+    kind="closed",
+    question="What is the mean price? Report @mean_price[value], rounded to 1 decimal.",
+    answers=[Answer(name="mean_price", decimals=1)],
+    reference_code='import pandas as pd\ndf = pd.read_csv("shop.csv")\nmean_price = df["price"].mean()\n',
+)
+
+
+def _drive(expert: ExpertBackend, observation: str) -> str:
+    """Replies until the report, answering every code cell with ``observation``."""
+    messages = [Message(role="system", content="sys"), Message(role="user", content=PREVIEW)]
+    for _ in range(10):
+        text = expert.generate(messages, GenerationConfig()).text
+        messages.append(Message(role="assistant", content=text))
+        if prompts.extract_report(text) is not None:
+            return text
+        messages.append(Message(role="user", content=f"Output:\n```\n{observation}\n```"))
+    raise AssertionError("the expert never reported")
+
+
+def test_preview_is_parsed_into_columns():
+    view = parse_preview(PREVIEW)
+    assert (view.file, view.read_code, view.rows) == ("shop.csv", "pd.read_csv('shop.csv')", 10)
+    assert [(c.name, c.dtype, c.missing) for c in view.columns] == [
+        ("city", "str", 0),
+        ("sales", "int64", 0),
+        ("price", "float64", 1),
+    ]
+
+
+def test_report_quotes_the_value_the_kernel_printed_not_the_task():
+    # Nothing in the task knows these numbers: they can only come from the observation.
+    report = _drive(ExpertBackend(TASK, seed=3), "mean_price = 7.26")
+    assert prompts.parse_answers(report) == {"mean_price": "7.3"}
+    report = _drive(ExpertBackend(TASK, seed=3), "mean_price = 123.456")
+    assert prompts.parse_answers(report) == {"mean_price": "123.5"}
+
+
+def _run(seed: int, fail_the_mistake: bool) -> tuple[bool, list[str]]:
+    """Drive the expert with clean outputs, or with an error right after a planned mistake."""
+    expert = ExpertBackend(TASK, seed=seed)
+    messages = [Message(role="system", content="sys"), Message(role="user", content=PREVIEW)]
+    planned, kinds = False, []
+    for _ in range(10):
+        text = expert.generate(messages, GenerationConfig()).text
+        kinds.append(expert.last.kind)
+        if expert.last.kind == "report":
+            break
+        observation = "mean_price = 7.0"
+        if expert.last.fix is not None:
+            planned = True
+            if fail_the_mistake:
+                observation = "Traceback (most recent call last)\nKeyError: 'Price'"
+        messages += [Message(role="assistant", content=text), Message(role="user", content=observation)]
+    return planned, kinds
+
+
+def test_a_planned_mistake_is_fixed_only_when_its_error_comes_back():
+    planned = [seed for seed in range(30) if _run(seed, False)[0]]
+    assert planned, "some seeds should plan a mistake"
+    for seed in planned[:5]:
+        _, clean = _run(seed, False)
+        assert not any(kind.endswith("_fix") for kind in clean)
+        _, failed = _run(seed, True)
+        assert any(kind.endswith("_fix") for kind in failed) and failed[-1] == "report"
+        assert 3 <= len(failed) <= 6
+
+
+def test_error_names_and_rounding():
+    assert error_name("Traceback (most recent call last)\n...\nKeyError: 'Price'") == "KeyError"
+    assert error_name("NameError: name 'x' is not defined") == "NameError"
+    assert error_name("mean_price = 7.0") is None
+    assert format_number("4201.754385964912", 1) == "4201.8"
+    assert format_number("5000.0", 0) == "5000"
+    assert format_number("Gentoo", None) == "Gentoo"
+
+
+def _closed_sample() -> list[tuple[str, int]]:
+    """Every eighth closed train task (several datasets), each with its own seed so mistakes vary."""
+    closed = [t.id for s in load_suite() if s.split == "train" for t in s.tasks if t.kind == "closed"]
+    return [(task_id, i) for i, task_id in enumerate(closed[::8][:5])]
+
+
+@pytest.fixture(scope="module")
+def dataset_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("datasets")
+
+
+@pytest.mark.parametrize(("task_id", "seed"), _closed_sample())
+def test_expert_solves_closed_train_tasks(task_id, seed, dataset_cache, tmp_path):
+    spec = next(s for s in load_suite() if any(t.id == task_id for t in s.tasks))
+    prepared = next(p for p in prepared_tasks(spec, dataset_cache) if p.task.id == task_id)
+    result = analyze(
+        [prepared.csv_path],
+        prepared.task.question,
+        tmp_path / "run",
+        ExpertBackend(prepared.task, seed),
+        RunConfig(max_turns=10),
+        task_id=task_id,
+    )
+    assert result.outcome.status == "report"
+    assert 3 <= result.outcome.turns <= 6
+    score = score_task(prepared, result.trajectory)
+    assert score.correct, [a.model_dump() for a in score.answers]
