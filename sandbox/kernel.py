@@ -113,8 +113,8 @@ class KernelSandbox:
         return env
 
     def _start(self) -> None:
-        from jupyter_client import KernelManager
         from jupyter_client.kernelspec import KernelSpec
+        from jupyter_client.manager import KernelManager
 
         began = time.monotonic()
         n = next(self._starts)

@@ -89,16 +89,16 @@ class KernelPool:
                 break
             if isinstance(item, KernelSandbox):
                 item.close()
-        for sandbox in self._handed_out:
-            sandbox.close()
+        for handed in self._handed_out:
+            handed.close()
         # Jobs left behind by the stop (closes queued after it) still have to happen.
         while True:
             try:
-                job, sandbox = self._jobs.get_nowait()
+                job, leftover = self._jobs.get_nowait()
             except queue.Empty:
                 break
-            if job == "close" and sandbox is not None:
-                sandbox.close()
+            if job == "close" and leftover is not None:
+                leftover.close()
         shutil.rmtree(self._root, ignore_errors=True)
 
     def __enter__(self) -> KernelPool:
