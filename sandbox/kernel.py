@@ -29,6 +29,7 @@ import atexit
 import itertools
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -44,6 +45,7 @@ from sandbox.launch import isolation_mode, make_pids_cgroup, remove_cgroup
 from sandbox.outputs import OutputCollector
 from sandbox.result import CellError, ExecutionResult
 
+SECRET_RE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 _LIVE: weakref.WeakSet[KernelSandbox] = weakref.WeakSet()
 
@@ -106,7 +108,8 @@ class KernelSandbox:
         return [*cmd, "-f", "{connection_file}"]
 
     def _environment(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # The model's code can print os.environ into a report: keep the owner's secrets out of it.
+        env = {k: v for k, v in os.environ.items() if not SECRET_RE.search(k)}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
         env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
         env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")

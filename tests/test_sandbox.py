@@ -205,3 +205,15 @@ def test_start_failure_is_a_typed_system_fault(tmp_path: Path) -> None:
     time.sleep(0.3)
     after = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
     assert [p for p in after if p.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def test_owner_secrets_are_not_in_the_kernel_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-do-not-leak")
+    monkeypatch.setenv("ANALYST_VISIBLE", "plain")
+    with KernelSandbox(tmp_path / "ws") as box:
+        result = box.execute(
+            "import os\nprint(os.environ.get('OPENAI_API_KEY'), os.environ.get('ANALYST_VISIBLE'))"
+        )
+    assert result.stdout == "None plain\n"
