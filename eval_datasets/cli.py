@@ -20,14 +20,11 @@ def datasets_group() -> None:
 @click.option("--force", is_flag=True, help="rewrite the CSVs even if present")
 def prepare_command(cache: Path | None, only: tuple[str, ...], force: bool) -> None:
     """Write every dataset as CSV into the cache and compute the reference answers (no downloads)."""
-    from rich.console import Console
-
     from eval_datasets.prepare import ReferenceCodeError, default_cache, prepare_datasets
     from eval_datasets.schema import load_suite
 
     cache = cache or default_cache()
     specs = _pick(load_suite(), only)
-    console = Console()
     try:
         metas = prepare_datasets(specs, cache, force=force)
     except ReferenceCodeError as exc:
@@ -35,8 +32,8 @@ def prepare_command(cache: Path | None, only: tuple[str, ...], force: bool) -> N
     except OSError as exc:
         raise click.ClickException(f"Cannot write the cache {cache}: {exc.strerror or exc}") from None
     for meta in metas:
-        console.print(f"{meta.name:<16} {meta.rows:>7} rows  {meta.split:<8} {cache / meta.name / meta.csv}")
-    console.print(f"{len(specs)} datasets prepared in {cache}")
+        click.echo(f"{meta.name:<16} {meta.rows:>7} rows  {meta.split:<8} {cache / meta.name / meta.csv}")
+    click.echo(f"{len(specs)} datasets prepared in {cache}")
 
 
 def _pick(specs: list, only: tuple[str, ...]) -> list:

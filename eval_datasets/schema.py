@@ -57,9 +57,12 @@ class Answer(BaseModel):
         """How the agent is told to write this answer."""
         if self.kind == "text":
             return f"@{self.name}[text]"
-        rounding = "an integer" if self.decimals == 0 else f"rounded to {self.decimals} decimals"
         if self.decimals is None:
             rounding = "a number"
+        elif self.decimals == 0:
+            rounding = "an integer"
+        else:
+            rounding = f"rounded to {self.decimals} decimal{'s' if self.decimals > 1 else ''}"
         unit = f" ({self.unit}, number only)" if self.unit else ""
         return f"@{self.name}[value] with value {rounding}{unit}"
 

@@ -9,7 +9,14 @@ import pytest
 
 from agent.backends.scripted import ScriptedBackend
 from agent.loop import RunConfig
-from eval_datasets.harness import BackendSource, EvalConfig, read_results, run_eval
+from eval_datasets.harness import (
+    BackendSource,
+    EvalConfig,
+    read_results,
+    run_config_for,
+    run_eval,
+    task_question,
+)
 from eval_datasets.prepare import PreparedTask, prepared_tasks
 from eval_datasets.schema import DatasetSpec
 from eval_datasets.summary import metrics, write_summary
@@ -139,3 +146,18 @@ def test_parallel_workers_each_get_a_backend(toy_tasks: dict[str, PreparedTask],
     results = run_eval(tasks, _config(tmp_path, workers=2), BackendSource(factory), RunConfig())
     assert [(r.task_id, r.correct) for r in results] == [("toy/mean", True), ("toy/max", True)]
     assert len(made) == 2 and all(len(b.calls) == 2 for b in made)
+
+
+def test_question_states_answer_format_and_limits_resolve(toy_tasks: dict[str, PreparedTask]) -> None:
+    sums = toy_tasks["toy/sums"]
+    question = task_question(sums)
+    assert question.startswith(sums.task.question)
+    assert "- @total[value] with value an integer" in question and "- @rows[value]" in question
+    assert task_question(toy_tasks["toy/explore"]) == "Explore x with a chart."
+    limited = sums.model_copy(deep=True)
+    limited.task.limits.max_turns = 3
+    base = RunConfig(max_turns=30, time_budget_s=900)
+    assert run_config_for(limited, base, EvalConfig(out=Path("o"))).max_turns == 3
+    override = run_config_for(limited, base, EvalConfig(out=Path("o"), max_turns=7, time_budget_s=60))
+    assert (override.max_turns, override.time_budget_s) == (7, 60)
+    assert run_config_for(sums, base, EvalConfig(out=Path("o"))).time_budget_s == 900
