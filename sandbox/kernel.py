@@ -9,12 +9,15 @@ What is isolated (Linux; the mode is probed once, see ``sandbox.launch.isolation
     and ctypes or a subprocess (``curl``) can go around it.
   - Memory: ``RLIMIT_AS`` (default 4 GiB) in the kernel and everything it starts, so a big
     allocation raises ``MemoryError``; a kernel killed anyway (OOM killer) is detected and restarted.
-  - Processes: ``RLIMIT_NPROC`` (threads count too) inside a fresh user namespace, where it holds
-    even when we run as root; a fork bomb hits the cap and the kernel is restarted. In ``netns`` mode
-    (root without user namespaces) and ``none`` mode for root it does not hold.
+  - Processes: a pids cgroup (v1 or v2, where the owner may create one: root, usually) caps the
+    kernel's tasks, threads included, at ``max_processes``; a fork bomb hits the cap, the cell
+    fails or times out, and the kernel is restarted. Without such a cgroup, ``RLIMIT_NPROC`` is set,
+    which binds a non-root owner (counted over all of that user's processes) but never root, not
+    even inside a user namespace (measured: ``ulimit -u 5`` there still forks 10).
   - Lifetime: the kernel has its own session and PID namespace; close() kills the process group,
-    the namespace takes every process in it along, the kernel dies with its owner (PDEATHSIG), and
-    live sandboxes are closed at exit and on SIGTERM. Timeouts interrupt, then restart.
+    the namespace takes every process in it along (even daemonized ones), the kernel dies with the
+    thread that started it (PDEATHSIG), and live sandboxes are closed at exit and on SIGTERM.
+    Timeouts interrupt, then restart. Secret-looking environment variables are not passed on.
   - stdin: ``input()`` and ``getpass()`` raise ``StdinNotImplementedError`` instead of blocking.
 What is NOT isolated:
   - The filesystem. The kernel runs with the owner's rights (root in a user namespace maps to the
@@ -100,7 +103,7 @@ class KernelSandbox:
         cmd = [sys.executable, "-m", "sandbox.launch", "--mode", self.mode]
         if self.memory_limit:
             cmd += ["--memory", str(self.memory_limit)]
-        cmd += ["--nproc", str(self.max_processes)]
+        cmd += ["--nproc", str(self.max_processes + _user_tasks())]
         if self._cgroup is not None:
             cmd += ["--cgroup", str(self._cgroup)]
         if not self.allow_network:
@@ -350,6 +353,21 @@ class KernelSandbox:
 
 
 _SIGNALS = {s.value for s in signal.Signals}
+
+
+def _user_tasks() -> int:
+    """Tasks (threads) the owner already runs: RLIMIT_NPROC counts them all for a non-root user."""
+    if os.geteuid() == 0:
+        return 0  # never binds root; the pids cgroup does the job there
+    import psutil
+
+    uid = os.getuid()
+    total = 0
+    for process in psutil.process_iter(["uids", "num_threads"]):
+        uids, threads = process.info["uids"], process.info["num_threads"]
+        if uids is not None and uids.real == uid and threads:
+            total += threads
+    return total
 
 
 def _is_idle(msg: dict[str, Any]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 
 from agent.records import file_sha256
 from sandbox.kernel import KernelSandbox, KernelStartError, SandboxError
+from sandbox.launch import isolation_mode
 from sandbox.pool import KernelPool
 
 
@@ -217,3 +219,24 @@ def test_owner_secrets_are_not_in_the_kernel_environment(
             "import os\nprint(os.environ.get('OPENAI_API_KEY'), os.environ.get('ANALYST_VISIBLE'))"
         )
     assert result.stdout == "None plain\n"
+
+
+@pytest.mark.parametrize("mode", ["netns", "none"])
+def test_fallback_modes_still_refuse_network_and_clean_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    if mode == "netns" and (os.geteuid() != 0 or isolation_mode() == "none"):
+        pytest.skip("a network namespace without a user namespace needs root")
+    monkeypatch.setattr("sandbox.kernel.isolation_mode", lambda: mode)
+    server, url = _serve_once()
+    try:
+        box = KernelSandbox(tmp_path / "ws")
+        assert box.mode == mode
+        result = box.execute(f"import urllib.request\nurllib.request.urlopen({url!r}, timeout=5)", timeout=30)
+        processes = _tree(box.pid)
+        box.close()
+    finally:
+        server.shutdown()
+    assert result.error is not None and result.error.ename == "URLError"
+    time.sleep(0.2)
+    assert [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
