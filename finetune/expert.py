@@ -266,8 +266,7 @@ class ExpertBackend(OpenAnalysis):
 
     def _compute_and_plot(self) -> Move:
         body = code.comment_reference(self.reference, self.rng)
-        chart, words = code.plot_code(self.view, self.cols, grouping_columns(self.reference), self.rng)
-        self.facts["chart"] = words
+        chart, words = self._closed_chart()
         prose = phrase(self.rng, "compute_plot", rows_note=self._rows_note(), words=words)
         return Move("compute_plot", prose, f"{body}\n\n{code.answer_prints(self.answer_names)}\n\n{chart}")
 
@@ -278,9 +277,16 @@ class ExpertBackend(OpenAnalysis):
     def _plot(self) -> Move:
         if not self.closed:
             return self._open_plot()
-        chart, words = code.plot_code(self.view, self.cols, grouping_columns(self.reference), self.rng)
-        self.facts["chart"] = words
+        chart, words = self._closed_chart()
         return Move("plot", phrase(self.rng, "plot", words=words), chart)
+
+    def _closed_chart(self) -> tuple[str, str]:
+        """A chart of the columns the task's code uses (missing values, if that is the question)."""
+        about_missing = "missing" in self.task.question.lower()
+        groups = grouping_columns(self.reference)
+        chart, words = code.plot_code(self.view, self.cols, groups, self.rng, about_missing)
+        self.facts["chart"] = words
+        return chart, words
 
     def _plot_simple(self) -> Move:
         numeric = [c for c in self.view.columns if c.numeric][:1] or self.view.columns[:1]

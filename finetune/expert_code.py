@@ -135,13 +135,22 @@ def misspell(name: str, rng: random.Random, taken: set[str]) -> str | None:
     return rng.choice(options) if options else None
 
 
-def plot_code(view: DataView, cols: list[Column], groups: list[str], rng: random.Random) -> tuple[str, str]:
+def plot_code(
+    view: DataView, cols: list[Column], groups: list[str], rng: random.Random, about_missing: bool = False
+) -> tuple[str, str]:
     """A chart that fits the columns the task is about, and words describing it."""
-    numeric = [c.name for c in cols if c.numeric] or [c.name for c in view.columns if c.numeric][:1]
     cats = [g for g in groups if g in view.names] + [c.name for c in cols if c.text and not c.date_like]
+    numeric = [c.name for c in cols if c.numeric and c.name not in cats]
+    numeric = numeric or [c.name for c in view.columns if c.numeric and c.name not in cats][:1]
     dates = [c.name for c in cols if c.date_like]
     size = rng.choice(["(6, 4)", "(7, 4)", "(6.5, 4)"])
-    if cats and numeric and cats[0] != numeric[0]:
+    if about_missing:
+        body = (
+            f"ax = df.isna().sum().sort_values().tail(10).plot.barh(figsize={size})\n"
+            'ax.set_xlabel("missing values")\nax.set_title("Missing values per column")'
+        )
+        words = "a bar chart of the missing values per column"
+    elif cats and numeric:
         cat, num = cats[0], numeric[0]
         agg = rng.choice(["mean", "median"])
         body = (
