@@ -1,6 +1,8 @@
 """How much the sandbox costs: trivial-cell round trip and cold kernel start, next to their floors.
 
-Rows: in-process ``exec`` (the floor: no kernel at all), a stock ipykernel over TCP driven by the
+Rows: in-process ``exec`` (the floor: no kernel at all), IPython's own ``run_cell`` timed inside
+the kernel (the shell's work without any messaging), one ZMQ ipc round trip between two processes
+(the transport's floor), a stock ipykernel over TCP driven by the
 plain jupyter_client loop (what any notebook front end pays), and KernelSandbox (namespaces,
 limits, Unix sockets, output capture). Run: ``.venv/bin/python bench/sandbox_overhead.py``.
 """
@@ -8,6 +10,7 @@ limits, Unix sockets, output capture). Run: ``.venv/bin/python bench/sandbox_ove
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -39,6 +42,41 @@ def exec_floor(reps: int) -> list[float]:
     return timed(lambda: exec(compile(CODE, "<cell>", "exec"), namespace), reps)
 
 
+def _echo(address: str) -> None:
+    import zmq
+
+    socket = zmq.Context().socket(zmq.REP)
+    socket.bind(address)
+    while (message := socket.recv()) != b"stop":
+        socket.send(message)
+    socket.send(b"")
+
+
+def zmq_ping(reps: int, root: Path) -> list[float]:
+    """Round trips of one small message between two processes over a ZMQ ipc socket."""
+    import multiprocessing
+
+    import zmq
+
+    address = f"ipc://{root}/ping"
+    server = multiprocessing.get_context("spawn").Process(target=_echo, args=(address,))
+    server.start()
+    socket = zmq.Context().socket(zmq.REQ)
+    socket.connect(address)
+    socket.send(b"x")
+    socket.recv()  # the server is up
+
+    def ping() -> None:
+        socket.send(b"x")
+        socket.recv()
+
+    times = timed(ping, reps)
+    socket.send(b"stop")
+    socket.recv()
+    server.join()
+    return times
+
+
 def stock_kernel(reps: int) -> tuple[list[float], list[float]]:
     """Cell round trips and start times of a stock ipykernel (TCP), with the plain client loop."""
     from jupyter_client.manager import start_new_kernel
@@ -59,9 +97,20 @@ def stock_kernel(reps: int) -> tuple[list[float], list[float]]:
     return cells, starts
 
 
-def sandbox(reps: int, root: Path) -> tuple[list[float], list[float]]:
-    """Cell round trips and start times of KernelSandbox."""
-    starts, cells = [], []
+INSIDE = """
+import json, time
+_ip, _t = get_ipython(), []
+for _ in range({reps}):
+    _b = time.perf_counter()
+    _ip.run_cell({code!r}, store_history=False, silent=True)
+    _t.append(time.perf_counter() - _b)
+print(json.dumps(_t))
+"""
+
+
+def sandbox(reps: int, root: Path) -> tuple[list[float], list[float], list[float]]:
+    """Cell round trips, start times, and IPython's own run_cell time measured inside the kernel."""
+    starts, cells, inside = [], [], []
     for i in range(3):
         began = time.perf_counter()
         box = KernelSandbox(root / f"ws{i}")
@@ -70,8 +119,9 @@ def sandbox(reps: int, root: Path) -> tuple[list[float], list[float]]:
             for _ in range(10):
                 box.execute(CODE)
             cells = timed(lambda box=box: box.execute(CODE), reps)
+            inside = json.loads(box.execute(INSIDE.format(reps=reps, code=CODE), timeout=120).stdout)
         box.close()
-    return cells, starts
+    return cells, starts, inside
 
 
 def ms(values: list[float]) -> str:
@@ -85,13 +135,16 @@ def main() -> None:
     floor = exec_floor(args.reps)
     stock_cells, stock_starts = stock_kernel(args.reps)
     with tempfile.TemporaryDirectory() as tmp:
-        box_cells, box_starts = sandbox(args.reps, Path(tmp))
+        box_cells, box_starts, inside = sandbox(args.reps, Path(tmp))
+        ping = zmq_ping(args.reps, Path(tmp))
     base = statistics.median(floor)
     print(f"isolation: {isolation_mode()}, pids cgroup: {'yes' if pids_cgroup_root() else 'no'}")
     print(f"cpus: {os.cpu_count()}, load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"trivial cell {CODE!r}, {args.reps} reps; cold start median of 3")
     print(f"{'':24}{'cell ms (median)':>18}{'p90 ms':>10}{'x exec':>10}{'start s':>10}")
-    rows = [("in-process exec", floor, None), ("stock ipykernel (tcp)", stock_cells, stock_starts)]
+    rows = [("in-process exec", floor, None), ("IPython run_cell, in kernel", inside, None)]
+    rows.append(("zmq ipc ping-pong", ping, None))
+    rows.append(("stock ipykernel (tcp)", stock_cells, stock_starts))
     rows.append(("KernelSandbox", box_cells, box_starts))
     for name, cells, starts in rows:
         p90 = sorted(cells)[int(len(cells) * 0.9)] * 1000
