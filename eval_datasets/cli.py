@@ -131,7 +131,15 @@ def _run_eval(out: Path, pattern: str, model: str, backend: str, base_url: str |
     console = Console()
     console.print(f"{len(tasks)} tasks, {config.workers} worker(s), results in {out}")
     results = run_eval(tasks, config, backends, RunConfig(), on_result=lambda r: _progress(console, r))
-    info = {"split": config.split, "tasks_glob": pattern, "model": model, "backend": backend}
+    info = {
+        "split": config.split,
+        "tasks_glob": pattern,
+        "limit": config.limit,
+        "model": model,
+        "backend": backend,
+        "model_id": results[0].model if results else "",
+        "workers": config.workers,
+    }
     print_summary(write_summary(out, results, info), console)
 
 
