@@ -96,7 +96,11 @@ class KernelSandbox:
         self.workspace.mkdir(parents=True, exist_ok=True)
         _install_exit_handlers()
         _LIVE.add(self)
-        self._start()
+        try:
+            self._start()
+        except BaseException:
+            self.close()  # no runtime folder or cgroup left behind by a failed start
+            raise
 
     # ----------------------------------------------------------------- lifecycle
     def _command(self) -> list[str]:
@@ -144,7 +148,7 @@ class KernelSandbox:
             except Exception as exc:  # Popen errors, bad cwd: a system fault of the sandbox
                 raise KernelStartError(f"could not start the kernel: {exc}") from exc
         self._km, self._kc = km, km.client()
-        self._kc.start_channels()
+        self._kc.start_channels(hb=False)  # liveness comes from the process, not heartbeats
         self._wait_ready(began + self.startup_timeout)
         self.start_seconds = time.monotonic() - began
 
@@ -166,7 +170,7 @@ class KernelSandbox:
                     return
         self._stop()
         raise KernelStartError(
-            f"the kernel was not ready within {self.startup_timeout:.0f} s: {self._log_tail()}"
+            f"the kernel was not ready within {self.startup_timeout:g} s: {self._log_tail()}"
         )
 
     def _log_tail(self, chars: int = 600) -> str:
