@@ -139,7 +139,10 @@ def _die_with_parent() -> None:
 
 def _set_limits(memory: int, nproc: int) -> None:
     if memory > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        except (ValueError, OSError):  # macOS refuses RLIMIT_AS below the current use
+            pass
     if nproc > 0:
         try:
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
