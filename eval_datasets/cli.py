@@ -160,7 +160,8 @@ def _progress(console, result) -> None:
     mark = "[green]ok[/]" if result.correct else "[red]--[/]"
     console.print(
         f"{mark} {result.task_id:<44} {result.status:<14} turns {result.turns:>2}  "
-        f"{result.wall_seconds:6.1f}s  partial {result.partial:.2f}"
+        f"{result.wall_seconds:6.1f}s  partial {result.partial:.2f}",
+        soft_wrap=True,  # one line per task, however narrow the terminal
     )
 
 

@@ -106,10 +106,9 @@ def task_question(prepared: PreparedTask) -> str:
     task = prepared.task
     if task.kind == "open":
         return task.question
-    lines = "\n".join(f"- {answer.format_hint()}" for answer in task.answers)
-    return (
-        f"{task.question}\n\nIn your final report, write each answer on its own line in this format:\n{lines}"
-    )
+    # One line of text: the runner folds the question's whitespace, so a list would not survive.
+    hints = "; ".join(answer.format_hint() for answer in task.answers)
+    return f"{task.question} In your final report, write each answer as shown, with its value in place of the dots: {hints}."
 
 
 def run_config_for(prepared: PreparedTask, base: Any, config: EvalConfig) -> Any:

@@ -54,17 +54,17 @@ class Answer(BaseModel):
         return max(absolute, self.rel_tol * abs(expected))
 
     def format_hint(self) -> str:
-        """How the agent is told to write this answer."""
+        """How the agent is told to write this answer: the tag with dots to replace, and the rounding."""
         if self.kind == "text":
-            return f"@{self.name}[text]"
+            return f"@{self.name}[...] (a name, as written in the data)"
         if self.decimals is None:
             rounding = "a number"
         elif self.decimals == 0:
             rounding = "an integer"
         else:
-            rounding = f"rounded to {self.decimals} decimal{'s' if self.decimals > 1 else ''}"
-        unit = f" ({self.unit}, number only)" if self.unit else ""
-        return f"@{self.name}[value] with value {rounding}{unit}"
+            rounding = f"a number rounded to {self.decimals} decimal{'s' if self.decimals > 1 else ''}"
+        unit = f", in {self.unit}, without the unit" if self.unit else ""
+        return f"@{self.name}[...] ({rounding}{unit})"
 
 
 class Limits(BaseModel):

@@ -152,7 +152,7 @@ def test_question_states_answer_format_and_limits_resolve(toy_tasks: dict[str, P
     sums = toy_tasks["toy/sums"]
     question = task_question(sums)
     assert question.startswith(sums.task.question)
-    assert "- @total[value] with value an integer" in question and "- @rows[value]" in question
+    assert question.endswith("in place of the dots: @total[...] (an integer); @rows[...] (an integer).")
     assert task_question(toy_tasks["toy/explore"]) == "Explore x with a chart."
     limited = sums.model_copy(deep=True)
     limited.task.limits.max_turns = 3
