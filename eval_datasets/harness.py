@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -28,6 +28,9 @@ from eval_datasets.scoring import AnswerScore, chart_count, score_task
 
 RETRIED_STATUSES = ("error", "interrupted")
 RESULTS = "results.jsonl"
+
+if TYPE_CHECKING:
+    from sandbox.pool import KernelPool
 
 Split = Literal["heldout", "train", "all"]
 
@@ -75,6 +78,10 @@ class EvalConfig:
     cache: Path | None = field(default=None, metadata={"help": "prepared dataset cache"})
     max_turns: int | None = field(default=None, metadata={"help": "override every task's turn limit"})
     time_budget_s: float | None = field(default=None, metadata={"help": "override every task's time budget"})
+    warm_kernels: bool = field(
+        default=True,
+        metadata={"help": "pre-start one kernel per worker (a fresh kernel per task either way)"},
+    )
 
 
 def interleave(groups: list[list[Task]]) -> list[Task]:
@@ -154,10 +161,11 @@ def result_from(prepared: PreparedTask, trajectory: Trajectory, run_dir: Path) -
     )
 
 
-def run_task(prepared: PreparedTask, backend: Backend, out: Path, run_config: Any) -> TaskResult:
+def run_task(
+    prepared: PreparedTask, backend: Backend, out: Path, run_config: Any, pool: KernelPool | None = None
+) -> TaskResult:
     """One task in a fresh run folder with its own kernel; a sandbox that cannot start is an error result."""
     from agent.preview import InputError
-    from agent.runner import analyze
     from sandbox.kernel import SandboxError
 
     run_dir = run_dir_for(out, prepared.task.id)
@@ -165,14 +173,7 @@ def run_task(prepared: PreparedTask, backend: Backend, out: Path, run_config: An
         shutil.rmtree(run_dir)  # a retried run starts clean: no stale trajectory or figures
     started = time.monotonic()
     try:
-        result = analyze(
-            files=[prepared.csv_path],
-            question=task_question(prepared),
-            out_dir=run_dir,
-            backend=backend,
-            config=run_config,
-            task_id=prepared.task.id,
-        )
+        result = _analyze(prepared, backend, run_dir, run_config, pool)
     except (InputError, SandboxError, OSError) as exc:
         return TaskResult(
             task_id=prepared.task.id,
@@ -187,6 +188,27 @@ def run_task(prepared: PreparedTask, backend: Backend, out: Path, run_config: An
             detail=f"{type(exc).__name__}: {exc}",
         )
     return result_from(prepared, result.trajectory, run_dir)
+
+
+def _analyze(
+    prepared: PreparedTask, backend: Backend, run_dir: Path, run_config: Any, pool: KernelPool | None
+):
+    from agent.runner import analyze
+
+    sandbox = pool.acquire(run_dir / "workspace", run_dir / "figures") if pool is not None else None
+    try:
+        return analyze(
+            files=[prepared.csv_path],
+            question=task_question(prepared),
+            out_dir=run_dir,
+            backend=backend,
+            config=run_config,
+            task_id=prepared.task.id,
+            sandbox=sandbox,
+        )
+    finally:
+        if pool is not None and sandbox is not None:
+            pool.release(sandbox)  # closed in the background; never reused for another task
 
 
 def read_results(out: Path) -> dict[str, TaskResult]:
@@ -266,8 +288,9 @@ def run_eval(
     """Run every pending task and return all results of ``tasks`` (old and new)."""
     todo = pending_tasks(tasks, config.out)
     log = ResultLog(config.out)
+    pool = _start_pool(config, len(todo))
     try:
-        for result in _execute(todo, config, backends, base_run_config):
+        for result in _execute(todo, config, backends, base_run_config, pool):
             log.write(result)
             if on_result is not None:
                 on_result(result)
@@ -275,28 +298,39 @@ def run_eval(
                 break  # Ctrl-C: stop scheduling; the interrupted task reruns on resume
     finally:
         log.close()
+        if pool is not None:
+            pool.close()
     latest = read_results(config.out)
     return [latest[p.task.id] for p in tasks if p.task.id in latest]
 
 
+def _start_pool(config: EvalConfig, pending: int) -> KernelPool | None:
+    """Warm kernels, one per worker, so no task waits for a kernel start (none when nothing is pending)."""
+    if not config.warm_kernels or pending == 0:
+        return None
+    from sandbox.pool import KernelPool
+
+    return KernelPool(size=min(config.workers, pending))
+
+
 def _execute(
-    todo: list[PreparedTask], config: EvalConfig, backends: BackendSource, base: Any
+    todo: list[PreparedTask], config: EvalConfig, backends: BackendSource, base: Any, pool: KernelPool | None
 ) -> Iterator[TaskResult]:
     def job(prepared: PreparedTask) -> TaskResult:
-        return run_task(prepared, backends.get(), config.out, run_config_for(prepared, base, config))
+        return run_task(prepared, backends.get(), config.out, run_config_for(prepared, base, config), pool)
 
     if config.workers <= 1:
         # In the main thread, so Ctrl-C reaches the run and it records itself as interrupted.
         for prepared in todo:
             yield job(prepared)
         return
-    with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="eval") as pool:
+    with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="eval") as executor:
         queue = iter(todo)
         running: set[Future[TaskResult]] = set()
         try:
             while True:
                 while len(running) < config.workers and (prepared := next(queue, None)) is not None:
-                    running.add(pool.submit(job, prepared))
+                    running.add(executor.submit(job, prepared))
                 if not running:
                     return
                 finished, running = wait(running, return_when=FIRST_COMPLETED)

@@ -75,8 +75,10 @@ def toy_tasks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PreparedTas
     return {p.task.id: p for p in prepared_tasks(spec, cache)}
 
 
-def _config(out: Path, workers: int = 1) -> EvalConfig:
-    return EvalConfig(out=out, split="train", workers=workers, max_turns=6, time_budget_s=120)
+def _config(out: Path, workers: int = 1, warm: bool = True) -> EvalConfig:
+    return EvalConfig(
+        out=out, split="train", workers=workers, max_turns=6, time_budget_s=120, warm_kernels=warm
+    )
 
 
 def test_two_tasks_end_to_end(toy_tasks: dict[str, PreparedTask], tmp_path: Path) -> None:
@@ -115,7 +117,10 @@ def test_resume_skips_finished_and_retries_failed(toy_tasks: dict[str, PreparedT
     sums, explore = toy_tasks["toy/sums"], toy_tasks["toy/explore"]
     # First pass: sums finishes; explore's backend runs dry, a system fault that must be retried.
     first = ScriptedBackend(SUMS_REPLIES)
-    results = run_eval([sums, explore], _config(tmp_path), BackendSource(lambda: first), RunConfig())
+    # Cold kernels here (each run starts its own), warm pool kernels in the other tests.
+    results = run_eval(
+        [sums, explore], _config(tmp_path, warm=False), BackendSource(lambda: first), RunConfig()
+    )
     assert [r.status for r in results] == ["report", "error"]
     finished_line = (tmp_path / "results.jsonl").read_text().splitlines()[0]
 
