@@ -32,6 +32,7 @@ class TrainingSummary:
     steps: int = 0
     seconds: float = 0.0
     seconds_per_step: float = 0.0
+    cpu_seconds_per_step: float = field(default=0.0, metadata={"help": "process CPU time (all threads)"})
     tokens: int = 0
     tokens_per_second: float = 0.0
     final_loss: float | None = None
@@ -48,12 +49,13 @@ class ProgressPrinter(TrainerCallback):
     def __init__(self, console: Any) -> None:
         self.console = console
         self.summary = TrainingSummary()
-        self._start = self._last_time = 0.0
+        self._start = self._last_time = self._cpu_start = 0.0
         self._first_step = self._last_step = 0
         self._last_tokens = 0
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._start = self._last_time = time.monotonic()
+        self._cpu_start = time.process_time()  # less sensitive than wall time to other load on the box
         self._first_step = self._last_step = state.global_step
         self.console.print(f"[bold]training[/] {state.max_steps} steps from step {state.global_step}")
 
@@ -84,6 +86,9 @@ class ProgressPrinter(TrainerCallback):
         summary.seconds = round(time.monotonic() - self._start, 2)
         summary.steps = state.global_step - self._first_step
         summary.seconds_per_step = round(summary.seconds / max(summary.steps, 1), 2)
+        summary.cpu_seconds_per_step = round(
+            (time.process_time() - self._cpu_start) / max(summary.steps, 1), 2
+        )
         summary.tokens = summary.log[-1].tokens if summary.log else 0
         summary.tokens_per_second = round(summary.tokens / max(summary.seconds, 1e-9), 1)
         summary.final_loss = summary.log[-1].loss if summary.log else None

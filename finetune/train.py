@@ -158,7 +158,14 @@ def build_trainer(
     return trainer, printer
 
 
+def is_main_process() -> bool:
+    """Rank 0 under ``accelerate launch``/torchrun, or a plain single process: the one that writes."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def write_json(path: Path, data: Any) -> None:
+    if not is_main_process():
+        return
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
 
 
@@ -179,7 +186,9 @@ def _versions() -> dict[str, str]:
 
 def save_output(trainer: Any, tokenizer: Any, template: str, out: Path, base: BaseWeights) -> None:
     """Write the adapter or full model and a tokenizer carrying the inference chat template."""
-    trainer.save_model(str(out))
+    trainer.save_model(str(out))  # every rank: DeepSpeed/FSDP gather the weights collectively
+    if not is_main_process():
+        return
     tokenizer.chat_template = template
     tokenizer.save_pretrained(str(out))
     adapter_config = out / "adapter_config.json"

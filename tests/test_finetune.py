@@ -192,3 +192,17 @@ def test_tokenizer_without_chatml_needs_an_explicit_template():
     with pytest.raises(TemplateError, match="not ChatML"):
         training_template(tokenizer, "llama")
     assert has_markers(training_template(build_tokenizer(), "llama"))  # ChatML: ours
+
+
+def test_timing_conversations_reach_the_requested_length_and_end_with_a_report():
+    import random
+
+    from finetune.speed import conversation
+
+    tokenizer = build_tokenizer()
+    example = conversation(tokenizer, 300, random.Random(0))
+    messages = example["messages"]
+    assert [m["role"] for m in messages[:3]] == ["system", "user", "assistant"]
+    assert messages[-1]["role"] == "assistant" and messages[-1]["content"].startswith("## Final Report")
+    length = len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
+    assert 300 <= length < 600
