@@ -8,8 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from agent.records import file_sha256
-from eval_datasets.prepare import compute_references, load_meta, prepare_datasets, prepared_tasks
+from eval_datasets.prepare import DatasetMeta, compute_references, load_meta, prepare_datasets, prepared_tasks
 from eval_datasets.schema import DatasetSpec, load_spec, load_suite
+from eval_datasets.scoring import score_answers
 from eval_datasets.sources import load_frame
 
 SUITE = load_suite()
@@ -90,23 +91,48 @@ def test_invalid_task_files_are_rejected(tmp_path: Path, body: str, message: str
         load_spec(_write(tmp_path, TOY + body))
 
 
-def test_prepared_answers_recompute_identically(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def sample_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[DatasetMeta]]:
+    cache = tmp_path_factory.mktemp("cache")
+    return cache, prepare_datasets([BY_NAME[name] for name in SAMPLE], cache)
+
+
+def test_prepared_answers_recompute_identically(sample_cache: tuple[Path, list[DatasetMeta]]) -> None:
+    cache, metas = sample_cache
     specs = [BY_NAME[name] for name in SAMPLE]
-    metas = prepare_datasets(specs, tmp_path)
     for spec, meta in zip(specs, metas, strict=True):
-        assert meta.sha256 == file_sha256(tmp_path / spec.name / spec.csv)
+        assert meta.sha256 == file_sha256(cache / spec.name / spec.csv)
         assert meta.rows == len(load_frame(spec.source)) > 0
         assert set(meta.expected) == {t.id for t in spec.tasks if t.kind == "closed"}
-        assert load_meta(spec, tmp_path) == meta
-    again = prepare_datasets(specs, tmp_path)  # the CSVs now exist: answers come from them alone
+        assert load_meta(spec, cache) == meta
+    again = prepare_datasets(specs, cache)  # the CSVs now exist: answers come from them alone
     for first, second in zip(metas, again, strict=True):
         assert second.sha256 == first.sha256
         assert second.expected == first.expected  # same CSV, same code, same numbers: bit for bit
         assert second.must_mention == first.must_mention
-    assert compute_references(specs[0], tmp_path / specs[0].name) == (
-        metas[0].expected,
-        metas[0].must_mention,
-    )
+    assert compute_references(specs[0], cache / specs[0].name) == (metas[0].expected, metas[0].must_mention)
+
+
+def test_reference_answers_written_as_asked_score_correct(
+    sample_cache: tuple[Path, list[DatasetMeta]],
+) -> None:
+    cache, _ = sample_cache
+    for name in SAMPLE:
+        for prepared in prepared_tasks(BY_NAME[name], cache, prepare_missing=False):
+            task = prepared.task
+            if task.kind == "open":
+                assert prepared.must_mention, f"{task.id} has no facts to check"
+                continue
+            right, wrong = {}, {}
+            for answer in task.answers:
+                value = prepared.expected[answer.name]
+                if answer.kind == "text":
+                    right[answer.name], wrong[answer.name] = f" {str(value).upper()} ", "none of these"
+                else:  # as the format hint asks: rounded to the stated decimals, with a thousands separator
+                    right[answer.name] = f"{value:,.{answer.decimals}f}"
+                    wrong[answer.name] = f"{value + 2 * answer.tolerance(value):.6f}"
+            assert all(s.correct for s in score_answers(task, prepared.expected, right)), task.id
+            assert not any(s.correct for s in score_answers(task, prepared.expected, wrong)), task.id
 
 
 def test_prepared_tasks_use_the_cache_and_notice_edits(tmp_path: Path) -> None:
