@@ -141,6 +141,9 @@ def _run_eval(out: Path, pattern: str, model: str, backend: str, base_url: str |
         "workers": config.workers,
     }
     print_summary(write_summary(out, results, info), console)
+    if any(r.status == "interrupted" for r in results):
+        console.print(f"Interrupted: run the same command again to resume into {out}")
+        raise SystemExit(130)  # as `analyst run` does on Ctrl-C
 
 
 def _backend_source(kind: str, model: str, base_url: str | None):

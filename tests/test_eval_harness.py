@@ -166,3 +166,23 @@ def test_question_states_answer_format_and_limits_resolve(toy_tasks: dict[str, P
     override = run_config_for(limited, base, EvalConfig(out=Path("o"), max_turns=7, time_budget_s=60))
     assert (override.max_turns, override.time_budget_s) == (7, 60)
     assert run_config_for(sums, base, EvalConfig(out=Path("o"))).time_budget_s == 900
+
+
+def test_interrupt_stops_the_batch_and_the_task_reruns(
+    toy_tasks: dict[str, PreparedTask], tmp_path: Path
+) -> None:
+    def ctrl_c(messages: object) -> str:
+        raise KeyboardInterrupt  # where SIGINT lands while the model generates
+
+    tasks = [toy_tasks["toy/mean"], toy_tasks["toy/max"]]
+    stopped = ScriptedBackend([ctrl_c])
+    results = run_eval(tasks, _config(tmp_path), BackendSource(lambda: stopped), RunConfig())
+    assert [(r.task_id, r.status) for r in results] == [("toy/mean", "interrupted")], "toy/max never started"
+
+    script = [f'```python\n{READ}print(df["x"].mean())\n```', "## Final Report\n@mean[5.5]"]
+    resumed = ScriptedBackend(script + script[:1] + ["## Final Report\n@max[10]"])
+    results = run_eval(tasks, _config(tmp_path), BackendSource(lambda: resumed), RunConfig())
+    assert [(r.task_id, r.status, r.correct) for r in results] == [
+        ("toy/mean", "report", True),
+        ("toy/max", "report", True),
+    ]
