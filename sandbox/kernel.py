@@ -92,6 +92,7 @@ class KernelSandbox:
         self._km: Any = None
         self._kc: Any = None
         self._cgroup: Path | None = None
+        self._reply: dict[str, Any] | None = None
         self._closed = False
         self.workspace.mkdir(parents=True, exist_ok=True)
         _install_exit_handlers()
@@ -274,6 +275,7 @@ class KernelSandbox:
         if not self.is_alive():
             self._recover(result, f"the kernel had died ({self._exit_status()}) after the previous cell")
         out = OutputCollector(self.keep_chars, self.figures_dir, self._figure_path)
+        self._reply = None
         msg_id = self._kc.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
         state = self._collect(msg_id, began + timeout, out)
         if state == "timeout":
@@ -300,12 +302,20 @@ class KernelSandbox:
 
     def _collect(self, msg_id: str, deadline: float, out: OutputCollector) -> str:
         """Feed this cell's iopub messages to ``out`` until idle ("idle"), "timeout" or "dead"."""
+        replied_at: float | None = None
         while (left := deadline - time.monotonic()) > 0:
             try:
                 msg = self._kc.get_iopub_msg(timeout=min(left, 0.2))
             except queue.Empty:
                 if not self._km.is_alive():
                     return "dead"
+                # iopub is a PUB socket and may drop messages, idle included, when flooded; the
+                # shell reply is never dropped: 1 s after it without idle, the cell is done.
+                if replied_at is None and self._poll_reply(msg_id):
+                    replied_at = time.monotonic()
+                elif replied_at is not None and time.monotonic() - replied_at > 1.0:
+                    out.lost_idle = True
+                    return "idle"
                 continue
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
@@ -314,8 +324,19 @@ class KernelSandbox:
             out.handle(msg)
         return "timeout" if self._km.is_alive() else "dead"
 
+    def _poll_reply(self, msg_id: str) -> bool:
+        """Read waiting shell replies without blocking; True once this cell's has come."""
+        while self._kc.shell_channel.msg_ready():
+            reply = self._kc.get_shell_msg(timeout=0)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                self._reply = reply["content"]
+                return True
+        return False
+
     def _drain_shell(self, msg_id: str) -> dict[str, Any]:
         """Read this cell's execute_reply (sent before idle), keeping the shell queue empty."""
+        if self._reply is not None:
+            return self._reply
         deadline = time.monotonic() + 1.0
         while (left := deadline - time.monotonic()) > 0:
             try:
@@ -323,7 +344,8 @@ class KernelSandbox:
             except queue.Empty:
                 break
             if reply["parent_header"].get("msg_id") == msg_id:
-                return reply["content"]
+                content: dict[str, Any] = reply["content"]
+                return content
         return {}
 
     def _recover(self, result: ExecutionResult, why: str) -> None:

@@ -76,6 +76,7 @@ class OutputCollector:
         self.result: str | None = None
         self.displays: list[DisplayItem] = []
         self.error: CellError | None = None
+        self.lost_idle = False
 
     def handle(self, msg: dict[str, Any]) -> None:
         """Take one iopub message that belongs to the running cell."""
@@ -126,5 +127,7 @@ class OutputCollector:
         for name, sink in (("stdout", self.stdout), ("stderr", self.stderr)):
             if sink.dropped:
                 result.notes.append(f"{sink.dropped} characters of {name} were dropped (keep cap)")
+        if self.lost_idle:
+            result.notes.append("the kernel's output channel was flooded: some output may be missing")
         result.result, result.displays, result.error = self.result, self.displays, self.error
         return result

@@ -240,3 +240,21 @@ def test_fallback_modes_still_refuse_network_and_clean_up(
     assert result.error is not None and result.error.ename == "URLError"
     time.sleep(0.2)
     assert [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def test_lost_idle_status_is_recovered_from_the_shell_reply(sandbox: KernelSandbox) -> None:
+    # iopub may drop messages when flooded; simulate the lost idle by eating it first.
+    from sandbox.outputs import OutputCollector
+
+    msg_id = sandbox._kc.execute("print('x')", allow_stdin=False)
+    while True:
+        msg = sandbox._kc.get_iopub_msg(timeout=10)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["content"].get("execution_state") == "idle":
+            break
+    out = OutputCollector(1000, sandbox.figures_dir, sandbox._figure_path)
+    sandbox._reply = None
+    began = time.monotonic()
+    assert sandbox._collect(msg_id, began + 30, out) == "idle"
+    assert time.monotonic() - began < 5 and out.lost_idle
+    assert sandbox._drain_shell(msg_id)["status"] == "ok"
+    assert sandbox.execute("print('next')").stdout == "next\n"
