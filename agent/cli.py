@@ -149,12 +149,9 @@ def replay(trajectory: Path, full: bool) -> None:
 
 
 def _register_subcommands() -> None:
-    try:  # TEMPORARY while the other packages land; must become unconditional
-        from eval_datasets.cli import datasets_group, eval_command
+    from eval_datasets.cli import datasets_group, eval_command
+    from finetune.cli import collect_command, train_group
 
-        from finetune.cli import collect_command, train_group
-    except ImportError:
-        return
     for command in (eval_command, datasets_group, collect_command, train_group):
         main.add_command(command)
 
