@@ -277,13 +277,7 @@ class KernelSandbox:
         out = OutputCollector(self.keep_chars, self.figures_dir, self._figure_path)
         self._reply = None
         msg_id = self._kc.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
-        state = self._collect(msg_id, began + timeout, out)
-        if state == "timeout":
-            self._km.interrupt_kernel()
-            state = self._collect(msg_id, time.monotonic() + self.interrupt_grace, out)
-            result.timed_out = True
-            if state == "idle":
-                result.notes.append(f"the cell ran past the {timeout:g} s timeout and was interrupted")
+        state = self._wait(msg_id, timeout, out, result)
         out.fill(result)
         if state == "idle":
             reply = self._drain_shell(msg_id)
@@ -299,6 +293,24 @@ class KernelSandbox:
             result.error = result.error or CellError(ename="KernelDied", evalue=result.notes[-1])
         result.duration = time.monotonic() - began
         return result
+
+    def _wait(self, msg_id: str, timeout: float, out: OutputCollector, result: ExecutionResult) -> str:
+        """Wait for the cell, interrupting it at the deadline; "idle", "timeout" or "dead"."""
+        try:
+            state = self._collect(msg_id, time.monotonic() + timeout, out)
+            if state == "timeout":
+                self._km.interrupt_kernel()
+                state = self._collect(msg_id, time.monotonic() + self.interrupt_grace, out)
+                result.timed_out = True
+                if state == "idle":
+                    result.notes.append(f"the cell ran past the {timeout:g} s timeout and was interrupted")
+        except BaseException:
+            # The owner was interrupted (Ctrl-C, SIGTERM): stop the cell too, so that a caller who
+            # goes on with this sandbox does not queue behind it.
+            if self._km is not None and self._km.is_alive():
+                self._km.interrupt_kernel()
+            raise
+        return state
 
     def _collect(self, msg_id: str, deadline: float, out: OutputCollector) -> str:
         """Feed this cell's iopub messages to ``out`` until idle ("idle"), "timeout" or "dead"."""

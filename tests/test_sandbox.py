@@ -258,3 +258,14 @@ def test_lost_idle_status_is_recovered_from_the_shell_reply(sandbox: KernelSandb
     assert time.monotonic() - began < 5 and out.lost_idle
     assert sandbox._drain_shell(msg_id)["status"] == "ok"
     assert sandbox.execute("print('next')").stdout == "next\n"
+
+
+def test_owner_interrupt_stops_the_running_cell(sandbox: KernelSandbox) -> None:
+    import _thread
+
+    threading.Timer(1.0, _thread.interrupt_main).start()
+    with pytest.raises(KeyboardInterrupt):
+        sandbox.execute("import time\ntime.sleep(100)", timeout=60)
+    began = time.monotonic()
+    assert sandbox.execute("print('free')", timeout=30).stdout == "free\n"
+    assert time.monotonic() - began < 5
