@@ -101,7 +101,7 @@ def _run_eval(out: Path, pattern: str, model: str, backend: str, base_url: str |
 
     from agent.backends.base import BackendError
     from agent.loop import RunConfig
-    from eval_datasets.harness import EvalConfig, run_eval, select_tasks
+    from eval_datasets.harness import EvalConfig, other_models, run_eval, select_tasks
     from eval_datasets.summary import print_summary, write_summary
 
     config = EvalConfig(
@@ -125,9 +125,14 @@ def _run_eval(out: Path, pattern: str, model: str, backend: str, base_url: str |
     if not tasks:
         raise click.ClickException(f"No {config.split} task matches {pattern!r}")
     try:
-        backends = _backend_source(backend, model, base_url)
+        backends, model_id = _backend_source(backend, model, base_url)
     except BackendError as exc:
         raise click.ClickException(str(exc)) from None
+    mixed = other_models(out, model_id)
+    if mixed:
+        raise click.ClickException(
+            f"{out} holds results of {sorted(mixed)[0]}, not {model_id}: use another --out to evaluate this model"
+        )
     console = Console()
     console.print(f"{len(tasks)} tasks, {config.workers} worker(s), results in {out}")
     results = run_eval(tasks, config, backends, RunConfig(), on_result=lambda r: _progress(console, r))
@@ -155,8 +160,9 @@ def _backend_source(kind: str, model: str, base_url: str | None):
     def factory():
         return create_backend(kind, model, **options)
 
+    first = factory()
     # A scripted backend is a queue of replies: each task replays it from the start.
-    return BackendSource(factory, per_task=kind == "scripted", first=factory())
+    return BackendSource(factory, per_task=kind == "scripted", first=first), first.model_id
 
 
 def _progress(console, result) -> None:

@@ -272,6 +272,11 @@ class BackendSource:
         return backend
 
 
+def other_models(out: Path, model_id: str) -> set[str]:
+    """Models other than ``model_id`` whose results are already in ``out`` (resuming would mix them)."""
+    return {r.model for r in read_results(out).values() if r.model and r.model != model_id}
+
+
 def pending_tasks(tasks: list[PreparedTask], out: Path) -> list[PreparedTask]:
     """Tasks without a finished result in ``out`` (resume)."""
     done = {tid for tid, r in read_results(out).items() if r.finished}

@@ -55,6 +55,10 @@ def test_eval_heldout_limit_resume_and_compare(tmp_path: Path) -> None:
     again = _eval(cache, run_a, _script(tmp_path / "a.json", "Nothing to report."))
     assert again.exit_code == 0
     assert len((run_a / "results.jsonl").read_text().splitlines()) == 2, "resume ran nothing again"
+    other = _eval(cache, run_a, _script(tmp_path / "other.json", "Nothing."))
+    assert (
+        other.exit_code == 1 and "holds results of scripted:a.json, not scripted:other.json" in other.output
+    )
 
     # A second model that gets the airquality answers right (taken from the prepared reference).
     expected = json.loads((cache / "airquality" / "meta.json").read_text())["expected"]
