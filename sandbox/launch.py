@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
-# The strongest mode first. "userns" also makes RLIMIT_NPROC hold for root, because a process
-# in a fresh user namespace is counted there and has no capability in the initial namespace.
+# The strongest mode first. "userns" works for non-root owners too (where the OS allows
+# unprivileged user namespaces); "netns" needs root. Neither makes RLIMIT_NPROC bind root: the
+# kernel exempts the initial root user whatever the namespace, hence the pids cgroup.
 MODES: dict[str, list[str]] = {
     "userns": ["--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child"],
     "netns": ["--net", "--pid", "--fork", "--kill-child"],
