@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import statistics
 import sys
 import time
@@ -94,10 +95,8 @@ class RawLlama:
     def __init__(self, ours: Any, gguf: Path, n_ctx: int):
         from llama_cpp import Llama
 
-        from agent.backends.llamacpp_backend import physical_cores
-
         self.ours = ours  # only to render the same prompt text
-        threads = physical_cores()
+        threads = ours.n_threads
         self.llm = Llama(
             model_path=str(gguf), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False
         )
@@ -172,6 +171,9 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--reps", type=int, default=3, help="repetitions of the llama.cpp speed runs")
     parser.add_argument("--n-ctx", type=int, default=8192)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="llama.cpp threads (default: free physical cores)"
+    )
     parser.add_argument("--skip-transformers", action="store_true")
     args = parser.parse_args()
     report(args)
@@ -184,8 +186,13 @@ def report(args: argparse.Namespace) -> None:
     pairs = run_cells()
     ask = conversation(pairs, 1)
     ask[-1] = Message(role="user", content=ask[-1].content + "\n\n" + LONG_ASK)
-    print(f"model {resolved.model_id} ({resolved.path}); speed prompt {len(ask)} messages", flush=True)
-    ours = LlamaCppBackend(resolved, n_ctx=args.n_ctx)
+    print(f"model {resolved.model_id} ({resolved.path}); cores {os.cpu_count()}", flush=True)
+    print(
+        f"load average at start {os.getloadavg()[0]:.1f} (other work on the machine skews every figure)",
+        flush=True,
+    )
+    ours = LlamaCppBackend(resolved, n_ctx=args.n_ctx, n_threads=args.threads)
+    print(f"llama.cpp threads {ours.n_threads}", flush=True)
     raw = RawLlama(ours, resolved.path, args.n_ctx)
     runners = [("ours (llamacpp)", ours, lambda m, t: timed_backend(ours, m, t), args.reps)]
     runners.append((raw.name, raw, raw.timed, args.reps))
@@ -214,6 +221,7 @@ def report(args: argparse.Namespace) -> None:
         )
     no_reuse(ours, pairs, args)
     print_targets(speed, turns, args.turns)
+    print(f"load average at end {os.getloadavg()[0]:.1f}", flush=True)
 
 
 def no_reuse(ours: Any, pairs: list[tuple[str, str]], args: argparse.Namespace) -> None:

@@ -131,25 +131,39 @@ def test_client_error_is_not_retried(serve) -> None:
 
 
 @pytest.fixture(scope="module")
-def llama_server() -> Iterator[str]:
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("llama_cpp.server")
+    from agent.backends.llamacpp_backend import default_threads
+
     port = free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    cmd += [
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--model_alias",
+        "smollm2",
+        "--n_threads",
+        str(default_threads()),
+    ]
+    # The server logs a lot while loading: a file, not a pipe, so a full pipe buffer cannot block it.
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+                pytest.fail(f"llama_cpp.server exited: {log_path.read_text()[-2000:]}")
             try:
                 if httpx.get(url + "/models", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 time.sleep(0.3)
         else:
-            pytest.fail("llama_cpp.server did not come up in 120 s")
+            pytest.fail(f"llama_cpp.server did not come up in 180 s: {log_path.read_text()[-2000:]}")
         yield url
     finally:
         proc.terminate()
@@ -169,6 +183,9 @@ def test_real_llama_cpp_server(llama_server: str) -> None:
         [Message(role="user", content="Count from 1 to 20, separated by commas.")],
         GenerationConfig(max_new_tokens=40, temperature=0.0, stop=["5"]),
     )
-    # Greedy decoding is deterministic, and the server honours our stop string.
-    assert "5" not in again.text
-    assert reply.text.startswith(again.text)
+    # The server honours our stop string. (Not compared with the first reply token for token: the
+    # server re-evaluates the last prompt token from its prefix cache, and the 135M Q4 model's greedy
+    # choice can flip on such float differences, e.g. "3. 3" against "3. 4".)
+    assert "5" in reply.text
+    assert "5" not in again.text and again.finish_reason == "stop"
+    assert again.completion_tokens < reply.completion_tokens
