@@ -51,6 +51,16 @@ def test_factory_kinds_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no such model"):
         create_backend("auto", "/nonexistent/model.gguf")
     assert auto_kind("hf") == "transformers" and auto_kind("adapter") == "transformers"
+    with pytest.raises(BackendError, match="--base-url applies to the openai backend, not transformers"):
+        create_backend("transformers", "base", base_url="http://127.0.0.1:1/v1")
+
+
+def test_auto_with_a_base_url_is_the_openai_backend() -> None:
+    from agent.backends.openai_backend import OpenAIBackend
+
+    backend = create_backend("auto", "default", base_url="http://127.0.0.1:9/v1")
+    assert isinstance(backend, OpenAIBackend) and backend.base_url == "http://127.0.0.1:9/v1"
+    assert backend.model_id == "server-default"  # asks the server for its model on first use
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Pick and build a backend from a kind and a model spec.
 
-``auto`` picks llama.cpp for GGUF models (the default model included): on CPU it decodes several
+``auto`` picks the OpenAI-compatible backend when a ``base_url`` is given, else llama.cpp for GGUF models (the default model included): on CPU it decodes several
 times faster than transformers. HF dirs and PEFT adapter dirs go to transformers, because
 llama.cpp only applies adapters converted to GGUF (pass ``lora_path=`` to the llamacpp backend for
 those, or export a merged model to GGUF). If llama-cpp-python is not installed, ``auto`` falls back
@@ -27,20 +27,25 @@ def create_backend(kind: str = "auto", model: str | None = None, **opts: Any) ->
 
         # In code, replies come as an option; from the CLI, --model names a file of replies.
         return ScriptedBackend(**opts) if opts else load_script(model or "")
-    if kind == "openai":
+    if kind == "openai" or (kind == "auto" and opts.get("base_url")):
         from agent.backends.openai_backend import OpenAIBackend
 
-        return OpenAIBackend(model=model, **opts)
+        # "default" means the model the server serves; the server is asked for its name.
+        return OpenAIBackend(model=None if model in (None, "default") else model, **opts)
+    if opts.get("base_url"):
+        raise BackendError(f"--base-url applies to the openai backend, not {kind}")
+    opts.pop("base_url", None)
     resolved = resolve_model(model)
     if kind == "auto":
         kind = auto_kind(resolved.kind)
     if kind == "llamacpp":
-        from agent.backends.llamacpp_backend import LlamaCppBackend
-
-        return LlamaCppBackend(resolved, **opts)
-    from agent.backends.transformers_backend import TransformersBackend
-
-    return TransformersBackend(resolved, **opts)
+        from agent.backends.llamacpp_backend import LlamaCppBackend as backend_class
+    else:
+        from agent.backends.transformers_backend import TransformersBackend as backend_class
+    try:
+        return backend_class(resolved, **opts)
+    except TypeError as exc:  # an option this backend does not take
+        raise BackendError(f"backend {kind}: {exc}") from exc
 
 
 def auto_kind(model_kind: str) -> str:
