@@ -86,7 +86,8 @@ class KernelSandbox:
         self.startup_timeout = startup_timeout
         self.mode = isolation_mode()
         self.start_seconds = 0.0
-        self._runtime = Path(tempfile.mkdtemp(prefix="ak-"))  # short: Unix socket paths max 107
+        # Short: Unix socket paths are limited to 107 bytes. The pid lets a later owner sweep it.
+        self._runtime = Path(tempfile.mkdtemp(prefix=f"ak-{os.getpid()}-"))
         self._starts = itertools.count()
         self._figure_numbers = itertools.count(1)
         self._km: Any = None
@@ -426,11 +427,20 @@ def _install_exit_handlers() -> None:
     if _handlers_installed:
         return
     _handlers_installed = True
+    _sweep_stale_runtimes()
     atexit.register(close_all)
     # Only take over SIGTERM when nobody else has, and only from the main thread (signal's rule).
     if threading.current_thread() is threading.main_thread():
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
             signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _sweep_stale_runtimes() -> None:
+    # Folders of owners that were SIGKILLed (connection files, sockets, the kernel's log).
+    for folder in Path(tempfile.gettempdir()).glob("ak-*-*"):
+        owner = folder.name.split("-")[1]
+        if owner.isdigit() and not Path("/proc", owner).exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
