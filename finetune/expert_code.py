@@ -205,7 +205,7 @@ def profile_summary(cat: str, nums: list[str]) -> str:
     return (
         f"table = df.groupby({q(cat)})[{nums!r}].mean()\n"
         f"spread = (table.max() - table.min()) / df[{nums!r}].std()\n"
-        "for col in spread.sort_values(ascending=False).index[:4]:\n"
+        "for col in spread.sort_values(ascending=False).index[:5]:\n"
         '    print(f"{col}: " + "; ".join(f"{g} = {v:.2f}" for g, v in table[col].items()))'
     )
 

@@ -151,7 +151,7 @@ class OpenAnalysis:
 
         time = self._time_column()
         names = self._trend_columns()
-        self.facts["trend_cols"] = names
+        self.facts["trend_cols"], self.facts["time_col"] = names, time.name
         prose = self._rows_note() + self.rng.choice(
             [
                 f"The data runs over time (`{time.name}`): yearly averages show the trend.",
@@ -242,25 +242,27 @@ class OpenAnalysis:
             lines.append(f"- {target} is most strongly related to {strongest}.")
         for name, first, last, peak in self.facts.get("trends", [])[:4]:
             way = "rose" if float(last) > float(first) else "fell"
-            lines.append(f"- {name} {way} from {first} to {last} over the period (peak in {peak}).")
+            when = self.facts.get("time_col", "time")
+            lines.append(
+                f"- {name} {way} from {first} to {last} over the period (yearly means by {when}; peak in {peak})."
+            )
         if "season" in self.facts:
             name, high, high_v, low, low_v = self.facts["season"]
             lines.append(f"- {name} peaks in month {high} ({high_v}) and is lowest in month {low} ({low_v}).")
         kind, name = self.facts.get("group_kind", ("target", ""))
-        for label, pairs in self.facts.get("group_lines", [])[:4]:
+        for label, pairs in self.facts.get("group_lines", [])[:5]:
             listed = ", ".join(f"{g} {v}" for g, v in pairs)
             measure, by = (name, label) if kind == "target" else (label, name)
             lines.append(f"- Mean {measure} by {by}: {listed}.")
-        lines.append(
-            "- "
-            + self.rng.choice(
-                [
-                    "These are associations in observational data, not proof of cause.",
-                    "Averages ignore missing values; correlation describes association, not cause.",
-                    "Group sizes differ, so small groups deserve less weight.",
-                ]
-            )
-        )
+        caveats = ["These are associations in observational data, not proof of cause."]
+        if "trends" in self.facts:
+            caveats.append("Yearly means smooth out the variation within each year.")
+        else:
+            caveats += [
+                "Averages ignore missing values; correlation describes association, not cause.",
+                "Group sizes differ, so small groups deserve less weight.",
+            ]
+        lines.append("- " + self.rng.choice(caveats))
         return lines
 
 
