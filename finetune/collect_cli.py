@@ -33,52 +33,26 @@ TEACHERS = ["expert", "openai", "llamacpp", "transformers", "auto"]
 @click.option("--max-turns", default=12, show_default=True, type=click.IntRange(1, 200))
 @click.option("--overwrite", is_flag=True, help="replace a dataset already in --out")
 @click.option("--quiet", is_flag=True, help="no line per run")
-def collect_command(
-    split,
-    backend,
-    model,
-    base_url,
-    samples,
-    out_dir,
-    workers,
-    pattern,
-    temperature,
-    max_turns,
-    overwrite,
-    quiet,
-) -> None:
+def collect_command(out_dir: Path, pattern: str, quiet: bool, **options) -> None:
     """Run a teacher over the train tasks; write verified runs to OUT/train.jsonl with OUT/stats.json."""
     from agent.backends.base import BackendError
     from finetune.collect import CollectConfig, CollectError, collect
 
-    config = CollectConfig(
-        out=out_dir,
-        split=split,
-        backend=backend,
-        model=model,
-        base_url=base_url,
-        samples=samples,
-        workers=workers,
-        tasks=pattern,
-        temperature=temperature,
-        max_turns=max_turns,
-        overwrite=overwrite,
-    )
-
-    def report(sample, done: int, total: int) -> None:
-        if not quiet:
-            why = "" if sample.kept else f" ({sample.detail})" if sample.detail else ""
-            click.echo(
-                f"[{done}/{total}] {sample.task_id} seed {sample.seed}: {sample.verdict}{why}, "
-                f"{sample.turns} turns"
-            )
-
+    config = CollectConfig(out=out_dir, tasks=pattern, **options)
     try:
-        stats = collect(config, on_sample=report)
+        stats = collect(config, on_sample=None if quiet else _echo_sample)
     except (CollectError, BackendError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     dropped = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()) or "none"
     click.echo(
         f"kept {stats['kept']} of {stats['runs']} runs (dropped: {dropped}); "
         f"{stats['tokens']['total']} tokens; written to {out_dir / 'train.jsonl'}"
+    )
+
+
+def _echo_sample(sample, done: int, total: int) -> None:
+    """One line per finished run: its verdict and, for a dropped run, why."""
+    why = "" if sample.kept or not sample.detail else f" ({sample.detail})"
+    click.echo(
+        f"[{done}/{total}] {sample.task_id} seed {sample.seed}: {sample.verdict}{why}, {sample.turns} turns"
     )

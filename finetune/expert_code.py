@@ -145,50 +145,63 @@ def plot_code(
     dates = [c.name for c in cols if c.date_like]
     size = rng.choice(["(6, 4)", "(7, 4)", "(6.5, 4)"])
     if about_missing:
-        body = (
-            f"ax = df.isna().sum().sort_values().tail(10).plot.barh(figsize={size})\n"
-            'ax.set_xlabel("missing values")\nax.set_title("Missing values per column")'
-        )
-        words = "a bar chart of the missing values per column"
+        body, words = _missing_bars(size)
     elif cats and numeric:
-        cat, num = cats[0], numeric[0]
-        agg = rng.choice(["mean", "median"])
-        body = (
-            f"ax = df.groupby({q(cat)})[{q(num)}].{agg}().sort_values().tail(12).plot.barh(figsize={size})\n"
-            f'ax.set_xlabel("{agg} {num}")\nax.set_title("{agg.capitalize()} {num} by {cat}")'
-        )
-        words = f"a bar chart of the {agg} {num} per {cat}"
+        body, words = _group_bars(cats[0], numeric[0], rng.choice(["mean", "median"]), size)
     elif dates and numeric:
-        date, num = dates[0], numeric[0]
-        body = (
-            f"series = df.assign(when=pd.to_datetime(df[{q(date)}])).sort_values('when')\n"
-            f"ax = series.plot(x='when', y={q(num)}, figsize={size}, legend=False)\n"
-            f'ax.set_title("{num} over time")'
-        )
-        words = f"a line chart of {num} over time"
+        body, words = _time_line(dates[0], numeric[0], size)
     elif len(numeric) >= 2:
-        x, y = numeric[0], numeric[1]
-        body = (
-            f"ax = df.plot.scatter(x={q(x)}, y={q(y)}, s=12, alpha=0.6, figsize={size})\n"
-            f'ax.set_title("{y} against {x}")'
+        body, words = (
+            scatter(numeric[0], numeric[1], size),
+            f"a scatter plot of {numeric[1]} against {numeric[0]}",
         )
-        words = f"a scatter plot of {y} against {x}"
+        return body, words
     elif numeric:
-        num = numeric[0]
-        bins = rng.choice([20, 30, 40])
-        body = (
-            f"ax = df[{q(num)}].plot.hist(bins={bins}, figsize={size})\nax.set_xlabel({q(num)})\n"
-            f'ax.set_title("Distribution of {num}")'
-        )
-        words = f"a histogram of {num}"
+        body, words = _histogram(numeric[0], rng.choice([20, 30, 40]), size)
     else:
-        cat = cats[0] if cats else view.columns[0].name
-        body = (
-            f"ax = df[{q(cat)}].value_counts().head(12).plot.bar(figsize={size})\n"
-            f'ax.set_title("Most common values of {cat}")'
-        )
-        words = f"a bar chart of the most common values of {cat}"
+        body, words = _top_values(cats[0] if cats else view.columns[0].name, size)
     return body + "\nplt.tight_layout()\nplt.show()", words
+
+
+def _missing_bars(size: str) -> tuple[str, str]:
+    body = (
+        f"ax = df.isna().sum().sort_values().tail(10).plot.barh(figsize={size})\n"
+        'ax.set_xlabel("missing values")\nax.set_title("Missing values per column")'
+    )
+    return body, "a bar chart of the missing values per column"
+
+
+def _group_bars(cat: str, num: str, agg: str, size: str) -> tuple[str, str]:
+    body = (
+        f"ax = df.groupby({q(cat)})[{q(num)}].{agg}().sort_values().tail(12).plot.barh(figsize={size})\n"
+        f'ax.set_xlabel("{agg} {num}")\nax.set_title("{agg.capitalize()} {num} by {cat}")'
+    )
+    return body, f"a bar chart of the {agg} {num} per {cat}"
+
+
+def _time_line(date: str, num: str, size: str) -> tuple[str, str]:
+    body = (
+        f"series = df.assign(when=pd.to_datetime(df[{q(date)}])).sort_values('when')\n"
+        f"ax = series.plot(x='when', y={q(num)}, figsize={size}, legend=False)\n"
+        f'ax.set_title("{num} over time")'
+    )
+    return body, f"a line chart of {num} over time"
+
+
+def _histogram(num: str, bins: int, size: str) -> tuple[str, str]:
+    body = (
+        f"ax = df[{q(num)}].plot.hist(bins={bins}, figsize={size})\nax.set_xlabel({q(num)})\n"
+        f'ax.set_title("Distribution of {num}")'
+    )
+    return body, f"a histogram of {num}"
+
+
+def _top_values(cat: str, size: str) -> tuple[str, str]:
+    body = (
+        f"ax = df[{q(cat)}].value_counts().head(12).plot.bar(figsize={size})\n"
+        f'ax.set_title("Most common values of {cat}")'
+    )
+    return body, f"a bar chart of the most common values of {cat}"
 
 
 def group_summary(cats: list[str], num: str) -> str:
