@@ -105,6 +105,7 @@ def sft_config(config: TrainConfig, out: Path) -> Any:
         activation_checkpointing=config.gradient_checkpointing,
         bf16=config.bf16,
         fp16=False,
+        use_cpu=not torch.cuda.is_available(),  # transformers refuses bf16 on CPU unless told
         max_length=config.max_length,
         packing=config.packing,
         train_sampling_strategy="group_by_length" if bucketing else "random",
