@@ -160,3 +160,25 @@ def test_bfloat16_option(tiny_dir: Path) -> None:
     backend = make_backend(tiny_dir, dtype="bfloat16")
     assert next(backend.model.parameters()).dtype == torch.bfloat16
     assert backend.generate(conversation(1), GREEDY).completion_tokens == 12
+
+
+def test_peft_adapter_dir_is_applied_on_its_base(tiny_dir: Path, tmp_path: Path) -> None:
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    # init_lora_weights=False gives a non-zero update, so the adapter really changes the output.
+    lora = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    peft_model = get_peft_model(base, lora)
+    peft_model.peft_config["default"].base_model_name_or_path = str(tiny_dir)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    adapted = make_backend(tmp_path / "adapter")
+    assert isinstance(adapted.model, PeftModel)
+    plain = make_backend(tiny_dir)
+    config = GenerationConfig(max_new_tokens=16)
+    ids = plain.prompt_ids(conversation(1))
+    with torch.inference_mode():
+        logits_base = plain.model(torch.tensor([ids])).logits[0, -1]
+        logits_adapted = adapted.model(torch.tensor([ids])).logits[0, -1]
+    assert not torch.allclose(logits_base, logits_adapted)
+    assert adapted.generate(conversation(1), config).completion_tokens == 16
