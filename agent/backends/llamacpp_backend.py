@@ -34,17 +34,21 @@ def physical_cores() -> int:
 
 
 def default_threads() -> int:
-    """``$ANALYST_THREADS``, else the physical cores that other processes are not already using.
+    """``$ANALYST_THREADS``, else every physical core.
 
-    ggml's threads meet at a spinning barrier after every op, so one thread descheduled by a busy
-    neighbour stalls the rest: on a 2-core machine under load, 2 threads decoded SmolLM2 10x slower
-    than 1 thread (26 s vs 2.3 s for 32 tokens).
+    Under load, ggml's OpenMP threads used to spin at a barrier after every op, so one thread
+    descheduled by a busy neighbour stalled the rest (on 2 busy cores: 0.17 tok/s with 2 threads,
+    1.4 with 1). ``OMP_WAIT_POLICY=PASSIVE`` (set before llama.cpp loads, see ``_passive_openmp``)
+    makes waiting threads sleep instead: 3.9 tok/s with 2 threads on the same busy machine.
     """
     if env := os.environ.get("ANALYST_THREADS"):
         return max(1, int(env))
-    cores = physical_cores()
-    busy = int(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
-    return max(1, min(cores, cores - busy))
+    return physical_cores()
+
+
+def _passive_openmp() -> None:
+    """Make OpenMP threads sleep while they wait (read once, when libgomp starts), unless the user chose."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 class LlamaCppBackend:
@@ -69,6 +73,7 @@ class LlamaCppBackend:
                 f"the llamacpp backend needs a GGUF file, not {resolved.kind} {resolved.path}; "
                 "export it with `analyst train export` or use --backend transformers"
             )
+        _passive_openmp()
         from llama_cpp import Llama
 
         threads = n_threads or default_threads()
