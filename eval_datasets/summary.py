@@ -8,7 +8,7 @@ import io
 import json
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from rich.console import Console
@@ -59,17 +59,24 @@ def metrics(results: list[TaskResult]) -> dict[str, float | int | None]:
 
 def summarize(results: list[TaskResult], info: dict | None = None) -> dict:
     """summary.json: overall metrics, per dataset, status counts, plus run info (model, split, ...)."""
-    by_dataset: dict[str, list[TaskResult]] = defaultdict(list)
     statuses: dict[str, int] = defaultdict(int)
     for result in results:
-        by_dataset[result.dataset].append(result)
         statuses[result.status] += 1
     return {
         **(info or {}),
         "overall": metrics(results),
         "statuses": dict(sorted(statuses.items())),
-        "by_dataset": {name: metrics(group) for name, group in sorted(by_dataset.items())},
+        "by_split": _grouped(results, lambda r: r.split),
+        "by_kind": _grouped(results, lambda r: r.kind),
+        "by_dataset": _grouped(results, lambda r: r.dataset),
     }
+
+
+def _grouped(results: list[TaskResult], key: Callable[[TaskResult], str]) -> dict[str, dict]:
+    groups: dict[str, list[TaskResult]] = defaultdict(list)
+    for result in results:
+        groups[key(result)].append(result)
+    return {name: metrics(group) for name, group in sorted(groups.items())}
 
 
 def fmt(value: float | int | None, pattern: str) -> str:
@@ -136,7 +143,7 @@ def _bar_chart(summary: dict, key: str, label: str, pattern: str) -> str:
 
 def summary_html(summary: dict, results: list[TaskResult]) -> str:
     """A self-contained page: run info, overall table, one bar chart per metric, every task's line."""
-    info = {k: v for k, v in summary.items() if k not in ("overall", "by_dataset", "statuses")}
+    info = {k: v for k, v in summary.items() if k not in ("overall", "statuses") and not k.startswith("by_")}
     rows = "".join(
         f"<tr><th>{html.escape(label)}</th><td>{fmt(summary['overall'][key], pattern)}</td></tr>"
         for key, label, _, pattern in METRICS

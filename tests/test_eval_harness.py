@@ -108,7 +108,9 @@ def test_two_tasks_end_to_end(toy_tasks: dict[str, PreparedTask], tmp_path: Path
 
     summary = write_summary(tmp_path, results, {"split": "train"})
     assert json.loads((tmp_path / "summary.json").read_text())["overall"]["correct"] == 0.5
-    assert summary["by_dataset"]["toy"]["tasks"] == 2
+    assert summary["by_dataset"]["toy"]["tasks"] == 2 and summary["by_split"]["train"]["tasks"] == 2
+    assert summary["by_kind"]["closed"]["partial"] == 0.5 and summary["by_kind"]["open"]["correct"] == 1.0
+    assert summary["statuses"] == {"report": 2}
     page = (tmp_path / "summary.html").read_text()
     assert page.count("data:image/png;base64,") == 9 and "toy/explore" in page
 
