@@ -175,6 +175,7 @@ def main() -> None:
         "--threads", type=int, default=None, help="llama.cpp threads (default: free physical cores)"
     )
     parser.add_argument("--skip-transformers", action="store_true")
+    parser.add_argument("--contrast", action="store_true", help="also time the last turn on an empty cache")
     args = parser.parse_args()
     report(args)
 
@@ -219,7 +220,8 @@ def report(args: argparse.Namespace) -> None:
             f"total {tn['total_s']:.2f} s",
             flush=True,
         )
-    no_reuse(ours, pairs, args)
+    if args.contrast:
+        no_reuse(ours, pairs, args)
     print_targets(speed, turns, args.turns)
     print(f"load average at end {os.getloadavg()[0]:.1f}", flush=True)
 

@@ -132,3 +132,15 @@ def test_prompt_longer_than_the_context_is_a_backend_error(smol) -> None:
     huge = [Message(role="user", content="data " * 3000)]
     with pytest.raises(BackendError, match="does not fit the context window n_ctx=2048"):
         smol.generate(huge, GenerationConfig())
+
+
+def test_default_threads_env_and_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.backends import llamacpp_backend
+
+    monkeypatch.setattr(llamacpp_backend, "physical_cores", lambda: 4)
+    monkeypatch.setattr(llamacpp_backend.os, "getloadavg", lambda: (1.2, 0.0, 0.0))
+    assert llamacpp_backend.default_threads() == 3
+    monkeypatch.setattr(llamacpp_backend.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+    assert llamacpp_backend.default_threads() == 1
+    monkeypatch.setenv("ANALYST_THREADS", "2")
+    assert llamacpp_backend.default_threads() == 2
