@@ -134,13 +134,17 @@ def test_prompt_longer_than_the_context_is_a_backend_error(smol) -> None:
         smol.generate(huge, GenerationConfig())
 
 
-def test_default_threads_env_and_load(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_threads_env_and_passive_openmp(monkeypatch: pytest.MonkeyPatch) -> None:
     from agent.backends import llamacpp_backend
 
     monkeypatch.setattr(llamacpp_backend, "physical_cores", lambda: 4)
-    monkeypatch.setattr(llamacpp_backend.os, "getloadavg", lambda: (1.2, 0.0, 0.0))
-    assert llamacpp_backend.default_threads() == 3
-    monkeypatch.setattr(llamacpp_backend.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
-    assert llamacpp_backend.default_threads() == 1
+    monkeypatch.delenv("ANALYST_THREADS", raising=False)
+    assert llamacpp_backend.default_threads() == 4
     monkeypatch.setenv("ANALYST_THREADS", "2")
     assert llamacpp_backend.default_threads() == 2
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    llamacpp_backend._passive_openmp()
+    assert llamacpp_backend.os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a user's explicit choice wins
+    llamacpp_backend._passive_openmp()
+    assert llamacpp_backend.os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
