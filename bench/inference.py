@@ -138,28 +138,35 @@ def _timing(prefill_tokens: int, completion: int, prefill_s: float, decode_s: fl
     }
 
 
-def measure_speed(
-    runner: Any, call: Any, messages: list[Message], tokens: int, reps: int
-) -> dict[str, float]:
-    """Median over ``reps`` fresh-cache runs of the same prompt."""
-    runs = []
-    for _ in range(reps):
+def measure_speed(runners: list[tuple], messages: list[Message], tokens: int, reps: int) -> dict[str, dict]:
+    """Median over ``reps`` fresh-cache runs of one prompt; runners take turns, so load drift hits all alike."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in runners}
+    for rep in range(reps):
+        for name, runner, call, slow in runners:
+            if slow and rep > 0:
+                continue  # transformers is measured once: it is 10x slower and far from its target
+            runner.reset()
+            runs[name].append(call(messages, tokens))
+    return {name: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for name, rs in runs.items()}
+
+
+def replay(runners: list[tuple], pairs: list[tuple[str, str]], turns: int, tokens: int) -> dict[str, list]:
+    """Replay turns 1..``turns`` in order; each runner keeps its own KV cache, and they take turns."""
+    results: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in runners}
+    for _, runner, _, _ in runners:
         runner.reset()
-        runs.append(call(messages, tokens))
-    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
-
-
-def replay(
-    runner: Any, call: Any, pairs: list[tuple[str, str]], turns: int, tokens: int
-) -> list[dict[str, float]]:
-    """Replay turns 1..``turns`` in order on one warm runner; the KV cache carries over between turns."""
-    runner.reset()
-    results = []
     for turn in range(1, turns + 1):
-        start = time.perf_counter()
-        timing = call(conversation(pairs, turn), tokens)
-        timing["total_s"] = time.perf_counter() - start
-        results.append(timing)
+        messages = conversation(pairs, turn)
+        for name, _, call, _ in runners:
+            start = time.perf_counter()
+            timing = call(messages, tokens)
+            timing["total_s"] = time.perf_counter() - start
+            results[name].append(timing)
+            print(
+                f"  turn {turn:2d} {name:22s} prefill {timing['prefill_tokens']:5.0f} tok {timing['prefill_s']:6.2f} s"
+                f" total {timing['total_s']:6.2f} s",
+                flush=True,
+            )
     return results
 
 
@@ -195,25 +202,23 @@ def report(args: argparse.Namespace) -> None:
     ours = LlamaCppBackend(resolved, n_ctx=args.n_ctx, n_threads=args.threads)
     print(f"llama.cpp threads {ours.n_threads}", flush=True)
     raw = RawLlama(ours, resolved.path, args.n_ctx)
-    runners = [("ours (llamacpp)", ours, lambda m, t: timed_backend(ours, m, t), args.reps)]
-    runners.append((raw.name, raw, raw.timed, args.reps))
+    runners = [("ours (llamacpp)", ours, lambda m, t: timed_backend(ours, m, t), False)]
+    runners.append((raw.name, raw, raw.timed, False))
     if not args.skip_transformers:
         from agent.backends.transformers_backend import TransformersBackend
 
         hf = TransformersBackend(resolved, dtype="float32")
-        runners.append(("transformers fp32", hf, lambda m, t: timed_backend(hf, m, t), 1))
-    speed, turns = {}, {}
-    for name, runner, call, reps in runners:
-        speed[name] = measure_speed(runner, call, ask, args.tokens, reps)
-        s = speed[name]
+        runners.append(("transformers fp32", hf, lambda m, t: timed_backend(hf, m, t), True))
+    speed = measure_speed(runners, ask, args.tokens, args.reps)
+    for name, s in speed.items():
         print(
             f"{name:22s} prefill {s['prefill_tokens']:.0f} tok {s['prefill_tps']:8.1f} tok/s | "
             f"decode {s['completion']:.0f} tok {s['decode_tps']:6.1f} tok/s",
             flush=True,
         )
-    for name, runner, call, _ in runners:
-        turns[name] = replay(runner, call, pairs, args.turns, args.turn_tokens)
-        t2, tn = turns[name][1], turns[name][-1]
+    turns = replay(runners, pairs, args.turns, args.turn_tokens)
+    for name, results in turns.items():
+        t2, tn = results[1], results[-1]
         print(
             f"{name:22s} turn 2: prefill {t2['prefill_tokens']:.0f} tok {t2['prefill_s']:.2f} s, total {t2['total_s']:.2f} s"
             f" | turn {args.turns}: prefill {tn['prefill_tokens']:.0f} tok {tn['prefill_s']:.2f} s, "
