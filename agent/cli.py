@@ -45,7 +45,7 @@ def main() -> None:
 @click.option("--max-turns", default=30, show_default=True, type=click.IntRange(1, 200))
 @click.option("--time-budget", default=1800.0, show_default=True, help="wall-clock budget in seconds")
 @click.option("--cell-timeout", default=120.0, show_default=True, help="seconds before a cell is interrupted")
-@click.option("--max-new-tokens", default=768, show_default=True, type=click.IntRange(16, 8192))
+@click.option("--max-new-tokens", default=512, show_default=True, type=click.IntRange(16, 8192))
 @click.option("--temperature", default=0.0, show_default=True, help="0 = greedy")
 @click.option("--seed", type=int, help="sampling seed")
 @click.option("--quiet", is_flag=True, help="no progress output")

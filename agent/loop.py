@@ -51,12 +51,14 @@ class _CodeRunner:
         self.last_failure: tuple[str, str] | None = None
         self.repeats = 0
         self.errors = 0
+        self.successes = 0
 
     def run(self, code: str) -> tuple[ExecutionResult, str]:
         result = self.sandbox.execute(code, timeout=self.config.cell_timeout_s)
         observation = result.observation(self.config.observation_chars)
         if result.ok:
             self.last_failure, self.repeats = None, 0
+            self.successes += 1
             return result, observation
         self.errors += 1
         failure = (code.strip(), _failure_kind(result))
@@ -135,12 +137,12 @@ def _act(reply: Reply, turn: int, runner: _CodeRunner, history: list[Step], conf
         completion_tokens=reply.completion_tokens,
     )
     if report is not None and (code is None or _code_only_inside(text, report)):
-        return step
+        if runner.successes:
+            return step
+        # A report before any cell ran cannot rest on the data: small models do this on turn 1.
+        return _nudge(step, history, prompts.NUDGE_PREMATURE_REPORT)
     if code is None:
-        nudged_before = bool(history) and history[-1].step_kind == "nudge"
-        step.step_kind = "no_code" if nudged_before else "nudge"
-        step.observation = prompts.NUDGE_NO_CODE
-        return step
+        return _nudge(step, history, prompts.NUDGE_NO_CODE)
     callbacks.on_execute(turn, code)
     result, observation = runner.run(code)
     if report is not None:
@@ -148,6 +150,14 @@ def _act(reply: Reply, turn: int, runner: _CodeRunner, history: list[Step], conf
     step.step_kind, step.code, step.execution = "code", code, result
     step.execution_seconds = result.duration
     step.observation = prompts.observation_message(observation, turn, config.max_turns)
+    return step
+
+
+def _nudge(step: Step, history: list[Step], message: str) -> Step:
+    """One corrective message; a second reply in a row without runnable code ends the run."""
+    nudged_before = bool(history) and history[-1].step_kind == "nudge"
+    step.step_kind = "no_code" if nudged_before else "nudge"
+    step.observation = message
     return step
 
 

@@ -30,6 +30,11 @@ NUDGE_NO_CODE = (
     "Either write one ```python block to run, or finish with a reply that starts with '## Final Report'."
 )
 
+NUDGE_PREMATURE_REPORT = (
+    "You have not run any code yet, so the report cannot be based on the data. "
+    "First write one ```python block that loads the file and prints what you need."
+)
+
 NUDGE_REPEATED_ERROR = (
     "The same code failed again with the same error. Try a different approach: check the column names "
     "with df.columns, or simplify the step."
@@ -63,7 +68,10 @@ def parse_answers(text: str) -> dict[str, str]:
 def first_user_message(question: str, previews: list[str]) -> str:
     """The task: the question, then a compact preview of each data file."""
     files = "\n\n".join(previews)
-    return f"Task: {question.strip()}\n\nData files:\n\n{files}"
+    return (
+        f"Task: {question.strip()}\n\nData files:\n\n{files}\n\n"
+        "Start with one ```python block that loads the data and looks at it."
+    )
 
 
 def observation_message(observation: str, turn: int, max_turns: int) -> str:

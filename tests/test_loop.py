@@ -1,7 +1,5 @@
 """The loop against a real kernel with a scripted model."""
 
-import pytest
-
 from agent.backends.base import BackendError
 from agent.backends.scripted import ScriptedBackend
 from agent.loop import RunConfig
@@ -94,7 +92,22 @@ def test_input_file_is_copied_not_touched(tmp_path, small_csv):
     assert result.trajectory.header.files[0].sha256 == __import__("hashlib").sha256(before).hexdigest()
 
 
-@pytest.mark.parametrize("reply", ["## Final Report\nexample:\n```python\nprint(2)\n```\n@x[2]"])
-def test_code_inside_the_report_is_not_run(tmp_path, small_csv, reply):
-    result, _ = run(tmp_path, small_csv, [reply])
-    assert result.outcome.status == "report" and result.trajectory.steps[0].execution is None
+def test_code_inside_the_report_is_not_run(tmp_path, small_csv):
+    reply = "## Final Report\nexample:\n```python\nprint(2)\n```\n@x[2]"
+    result, _ = run(tmp_path, small_csv, [CODE, reply])
+    assert result.outcome.status == "report" and result.outcome.turns == 2
+    assert result.trajectory.steps[1].execution is None
+
+
+def test_report_before_any_code_is_sent_back(tmp_path, small_csv):
+    made_up = "## Final Report\n- Sales are growing.\n@cube_sum[1]"
+    result, backend = run(tmp_path, small_csv, [made_up, CODE, REPORT])
+    assert [s.step_kind for s in result.trajectory.steps] == ["nudge", "code", "report"]
+    assert "not run any code" in backend.calls[1][-1].content
+    assert result.outcome.answers == {"cube_sum": str(CUBE_SUM)}
+
+
+def test_two_made_up_reports_end_the_run(tmp_path, small_csv):
+    made_up = "## Final Report\n- Sales are growing."
+    result, _ = run(tmp_path, small_csv, [made_up, made_up, CODE])
+    assert result.outcome.status == "no_code" and result.outcome.turns == 2

@@ -12,7 +12,7 @@ from agent.records import Message
 class GenerationConfig:
     """How to sample a reply. ``temperature == 0`` means greedy."""
 
-    max_new_tokens: int = 768
+    max_new_tokens: int = 512
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
