@@ -133,6 +133,9 @@ def _run_eval(out: Path, pattern: str, model: str, backend: str, base_url: str |
         raise click.ClickException(
             f"{out} holds results of {sorted(mixed)[0]}, not {model_id}: use another --out to evaluate this model"
         )
+    from agent.runner import raise_on_sigterm
+
+    raise_on_sigterm()  # a terminated eval records its current task as interrupted, like Ctrl-C
     console = Console()
     console.print(f"{len(tasks)} tasks, {config.workers} worker(s), results in {out}")
     results = run_eval(tasks, config, backends, RunConfig(), on_result=lambda r: _progress(console, r))
