@@ -28,7 +28,7 @@ class RunConfig:
         default=3, metadata={"help": "stop after the same failing cell this often"}
     )
     generation: GenerationConfig = field(
-        default_factory=lambda: GenerationConfig(stop=["\nOutput:\n```"]),
+        default_factory=lambda: GenerationConfig(stop=[prompts.CODE_STOP, "\nOutput:\n```"]),
         metadata={"help": "sampling settings for every reply"},
     )
 
@@ -117,6 +117,8 @@ def _generate(backend: Backend, messages, config: RunConfig, callbacks: LoopCall
     callbacks.on_generate(turn)
     started = time.monotonic()
     reply = backend.generate(messages, config.generation)
+    if reply.finish_reason == "stop":
+        reply.text = prompts.close_fence(reply.text)
     if not reply.seconds:
         reply.seconds = time.monotonic() - started
     callbacks.on_reply(turn, reply)

@@ -10,20 +10,17 @@ from __future__ import annotations
 import re
 
 SYSTEM_PROMPT = """\
-You are a careful data analyst. You work in a Jupyter notebook with Python, pandas and matplotlib.
-The data files are in the current folder; read them by their file name.
+You are a data analyst working in a Jupyter notebook. You answer questions about data files by
+writing Python code (pandas, matplotlib). The files are in the current folder.
 
-How to work:
-- To run code, write one ```python code block. I run it and reply with its output.
-- Work in small steps: inspect the data, clean it, compute, make a chart, then conclude.
-- Print the numbers you need. Charts are saved for you: just call plt.show().
-- If the code fails, read the error and fix it.
-- Do not invent results: use only numbers you have seen in outputs.
+Each reply of yours is either:
+1. one ```python code block; I run it and send you the output, or
+2. when you have seen enough output to answer: a report that starts with the line "## Final Report",
+   with your findings as short bullet points using the numbers from the outputs.
 
-When you have the answer, reply with no code, starting with the line:
-## Final Report
-then your findings in a few short bullet points. If the task asks for answers like @name[value],
-write each one exactly in that form, e.g. @mean_price[12.5]."""
+Never write a report before you have run code and seen its output. Work in small steps and print the
+numbers you need. If the code fails, read the error and fix it. For charts call plt.show(); they are
+saved for you. Answers asked as @name[value] go in the report exactly in that form."""
 
 NUDGE_NO_CODE = (
     "I found no ```python code block and no final report in your reply. "
@@ -43,6 +40,14 @@ NUDGE_REPEATED_ERROR = (
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 _REPORT_HEADING = re.compile(r"^\s*#{1,6}\s*final\s+report\b.*$", re.IGNORECASE | re.MULTILINE)
 _ANSWER = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)\[([^\[\]\n]*)\]")
+
+
+CODE_STOP = "\n```\n"  # a closing fence: generation stops once the reply's code block is complete
+
+
+def close_fence(text: str) -> str:
+    """Put back the closing fence that the CODE_STOP stop string cut off."""
+    return text + "\n```" if text.count("```") % 2 == 1 else text
 
 
 def extract_code(text: str) -> str | None:

@@ -2,7 +2,8 @@
 
 Columns: fault, outcome, seconds from the start of the cell until the kernel answers again, whether
 the user's input file is unchanged (sha256), whether the cell's record reads back, and how many
-processes of the kernel survive close(). Run: ``.venv/bin/python bench/faults.py [--only NAME]``.
+processes of the kernel survive close(). Whole-run faults (model, backend, signals) come from
+``bench/faults_run.py``: there "recover s" is the time from the fault to the process exit. Run: ``.venv/bin/python bench/faults.py [--only NAME]``.
 """
 
 from __future__ import annotations
@@ -164,12 +165,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="run the faults whose name contains this text")
     args = parser.parse_args()
-    faults = [f for f in SANDBOX_FAULTS if not args.only or args.only in f.name]
+    from bench import faults_run
+
+    cells = [(f, run_fault) for f in SANDBOX_FAULTS]
+    runs = [(f, faults_run.run_fault) for f in faults_run.RUN_FAULTS]
+    chosen = [(f, fn) for f, fn in cells + runs if not args.only or args.only in f.name]
     print(f"isolation: {isolation_mode()}, pids cgroup: {'yes' if pids_cgroup_root() else 'no'}")
     rows = []
-    for fault in faults:
+    for fault, fn in chosen:
         with tempfile.TemporaryDirectory(prefix="fault-") as tmp:
-            rows.append(run_fault(fault, Path(tmp)))
+            rows.append(fn(fault, Path(tmp)))
         print(f"  done: {fault.name}", file=sys.stderr, flush=True)
     print_table(rows)
 

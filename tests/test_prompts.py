@@ -21,3 +21,11 @@ def test_extract_report_and_answers():
 def test_observation_message_warns_near_the_end():
     assert "soon" not in prompts.observation_message("1", 2, 30)
     assert "Final Report" in prompts.observation_message("1", 28, 30)
+
+
+def test_close_fence_restores_what_the_stop_string_cut():
+    cut = "Let me look.\n```python\nprint(1)"
+    assert prompts.close_fence(cut) == cut + "\n```"
+    assert prompts.extract_code(prompts.close_fence(cut)) == "print(1)"
+    whole = "```python\nprint(1)\n```"
+    assert prompts.close_fence(whole) == whole
