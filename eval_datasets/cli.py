@@ -198,8 +198,9 @@ def compare_command(run_a: Path, run_b: Path) -> None:
         compare_table(summarize(list(a.values())), summarize(list(b.values())), run_a.name, run_b.name)
     )
     fixed, broken = task_flips(a, b)
+    common = len(set(a) & set(b))
     console.print(
-        f"{len(set(a) & set(b))} tasks in both; {len(fixed)} fixed, {len(broken)} broken in {run_b.name}"
+        f"{common} task{'s' if common != 1 else ''} in both; {len(fixed)} fixed, {len(broken)} broken in {run_b.name}"
     )
     for label, ids in (("fixed", fixed), ("broken", broken)):
         for task_id in ids:
