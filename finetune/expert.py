@@ -135,12 +135,11 @@ class ExpertBackend(OpenAnalysis):
         moves = list(first)
         dates = [c for c in self.cols if c.date_like]
         gaps = [c for c in self.cols if c.missing]
-        if first:
-            pass  # one detour per run is enough
-        elif dates and self.rng.random() < 0.6:
-            moves.append(lambda: self._clean_dates(dates[0]))
-        elif gaps and self.rng.random() < 0.5:
-            moves.append(lambda: self._missing(gaps))
+        if not first:  # one detour per run is enough: a cleaning step only when no mistake is planned
+            if dates and self.rng.random() < 0.6:
+                moves.append(lambda: self._clean_dates(dates[0]))
+            elif gaps and self.rng.random() < 0.5:
+                moves.append(lambda: self._missing(gaps))
         if mistake != "typo" and self.rng.random() < 0.3:
             return [*moves, self._compute_and_plot]
         return [*moves, lambda: self._compute(typo=mistake == "typo"), self._plot]
