@@ -326,9 +326,18 @@ class ExpertBackend(OpenAnalysis):
             number = getattr(answer, "kind", "number") == "number"
             value = format_number(raw, getattr(answer, "decimals", None)) if number else raw.strip("'\" ")
             label = answer.name.replace("_", " ")
+            unit = f" {answer.unit}" if getattr(answer, "unit", "") else ""
             if inline:
-                lines.append(f"- {label.capitalize()}: @{answer.name}[{value}]")
+                lines.append(f"- {label.capitalize()}: @{answer.name}[{value}]{unit}")
             else:
-                lines.append(f"- The {label} is {value}.")
+                lines.append(
+                    self.rng.choice(
+                        [
+                            f"- {label.capitalize()}: {value}{unit}.",
+                            f"- `{answer.name}` came out as {value}{unit}.",
+                            f"- The computed {label} is {value}{unit}.",
+                        ]
+                    )
+                )
                 tail.append(f"@{answer.name}[{value}]")
         return lines + ([""] + tail + [""] if tail else [])
