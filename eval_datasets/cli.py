@@ -81,7 +81,13 @@ def list_command(cache: Path | None) -> None:
     type=click.Choice(["auto", "llamacpp", "transformers", "openai", "scripted"]),
 )
 @click.option("--base-url", envvar="ANALYST_BASE_URL", help="OpenAI-compatible server URL (openai backend)")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="tasks run at once, each with its own kernel and backend",
+)
 @click.option("--max-turns", type=click.IntRange(1, 200), help="override every task's turn limit")
 @click.option("--time-budget", type=click.FloatRange(1), help="override every task's time budget (s)")
 @click.option("--cache", type=click.Path(path_type=Path), help=CACHE_HELP)
