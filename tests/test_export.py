@@ -81,6 +81,18 @@ def test_f16_export_of_a_trained_adapter_continues_like_transformers(tiny_dir, t
     spread = hf_logits.max() - hf_logits.min()
     assert np.abs(cpp_logits - hf_logits).max() < 0.02 * spread
 
+    # What `analyst run --model DIR|FILE` does: both outputs load, and reply alike.
+    from agent.backends.base import GenerationConfig
+    from agent.backends.factory import create_backend
+    from agent.records import Message
+
+    messages = [Message(**m) for m in CONVERSATION[:2]]
+    greedy = GenerationConfig(max_new_tokens=NEW_TOKENS, temperature=0.0)
+    from_adapter = create_backend("auto", str(adapter))
+    from_gguf = create_backend("auto", str(dest))
+    assert (from_adapter.name, from_gguf.name) == ("transformers", "llamacpp")
+    assert from_gguf.generate(messages, greedy).text == from_adapter.generate(messages, greedy).text
+
 
 def test_q8_0_export_of_a_full_model_is_quantized_by_llama_cpp(tiny_dir, tmp_path):
     from gguf import GGUFReader
