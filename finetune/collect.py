@@ -175,6 +175,7 @@ def run_sample(prepared: Any, seed: int, config: CollectConfig, teacher: Teacher
     """One teacher run in its own folder; its trajectory is kept under ``trajectories/``."""
     from agent.loop import RunConfig
     from agent.runner import analyze
+    from eval_datasets.harness import task_question
 
     task = prepared.task
     name = f"{task.id.replace('/', '__')}__s{seed}"
@@ -185,7 +186,13 @@ def run_sample(prepared: Any, seed: int, config: CollectConfig, teacher: Teacher
     sample = Sample(task_id=task.id, kind=task.kind, seed=seed, verdict="crashed")
     try:
         result = analyze(
-            [prepared.csv_path], task.question, run_dir, teacher(prepared, seed), run_config, task_id=task.id
+            # The same words, answer-format hint included, that `analyst eval` gives the model.
+            [prepared.csv_path],
+            task_question(prepared),
+            run_dir,
+            teacher(prepared, seed),
+            run_config,
+            task_id=task.id,
         )
     except Exception as exc:  # noqa: BLE001 - one broken run must not end the whole collection
         sample.detail = f"{type(exc).__name__}: {exc}"

@@ -83,6 +83,9 @@ def test_expert_collects_verified_data_on_real_train_tasks(tmp_path, cache):
         assert set(row) == {"messages"}
         _well_formed(row["messages"])
         assert str(tmp_path) not in json.dumps(row)  # run folders are cut out of figure notes
+    # Training prompts carry the same answer-format hint that `analyst eval` gives the model.
+    hinted = [row for row in rows if "@" in row["messages"][-1]["content"]]
+    assert hinted and all("write each answer as shown" in row["messages"][1]["content"] for row in hinted)
 
 
 def test_duplicates_ignore_whitespace_and_addresses():
