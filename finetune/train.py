@@ -56,15 +56,15 @@ def resolve_base(spec: str) -> BaseWeights:
     except ModelError as exc:
         raise TrainError(str(exc)) from exc
     # Adapters record their base; "base" stays valid on any machine, a cache path does not.
-    name = "base" if spec in ("default", "base") else str(resolved.path)
+    is_base = spec in ("default", "base") and resolved.path == resolve_model("base").path
+    name = "base" if is_base else str(resolved.path)
     return BaseWeights(hf_dir=hf_dir, spec=name)
 
 
 def prepare_out(out: Path, resume: bool) -> Path | None:
     """Check the output dir; return the checkpoint to resume from (None for a fresh run)."""
-    checkpoints = sorted(
-        (out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1])
-    )
+    found = [p for p in (out / "checkpoints").glob("checkpoint-*") if p.name.rsplit("-", 1)[-1].isdigit()]
+    checkpoints = sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[-1]))
     if resume:
         if not checkpoints:
             raise TrainError(f"nothing to resume: {out}/checkpoints holds no checkpoint")
