@@ -13,4 +13,5 @@ export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser tests will fail"
 fi
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest -q -ra "$@"
