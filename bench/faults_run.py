@@ -19,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 ROOT = Path(__file__).resolve().parent.parent
 CELL = "```python\nimport pandas as pd\ndf = pd.read_csv('data.csv')\nprint(df.a.sum())\n```"
 
@@ -91,18 +89,6 @@ RUN_FAULTS = [
 ]
 
 
-def _kernels(run_dir: Path) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            command = " ".join(proc.info["cmdline"] or [])
-            if ("ipykernel" in command or "sandbox.launch" in command) and str(run_dir) in proc.cwd():
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
-
-
 def _command(fault: RunFault, csv: Path, out: Path, port: int | None) -> list[str]:
     args = [sys.executable, "-m", "agent.cli", "run", str(csv), "sum a", "--out", str(out), "--quiet"]
     if fault.replies is not None:
@@ -117,6 +103,7 @@ def run_fault(fault: RunFault, root: Path):
     """One whole run under ``fault``; returns a bench.faults.Row."""
     from agent.records import file_sha256, read_trajectory
     from bench.faults import Row
+    from sandbox.kernel import kernels_in
 
     csv = root / "user" / "data.csv"
     csv.parent.mkdir(parents=True)
@@ -141,7 +128,7 @@ def run_fault(fault: RunFault, root: Path):
     )
     try:
         if fault.signal_after is not None:
-            _wait(lambda: _kernels(out), 60)
+            _wait(lambda: kernels_in(out), 60)
             time.sleep(fault.signal_after)
             began = time.monotonic()
             proc.send_signal(fault.sig)
@@ -150,7 +137,7 @@ def run_fault(fault: RunFault, root: Path):
         if server is not None:
             server.shutdown()
     seconds = time.monotonic() - began
-    _wait(lambda: not _kernels(out), 10)
+    _wait(lambda: not kernels_in(out), 10)
     try:
         status = read_trajectory(out / "trajectory.jsonl").outcome.status
         readable = True
@@ -158,7 +145,7 @@ def run_fault(fault: RunFault, root: Path):
         status, readable = "?", False
     last = (stderr.strip().splitlines() or [""])[-1][:60]
     outcome = f"exit {proc.returncode}, {status}" + (f": {last}" if proc.returncode == 1 else "")
-    return Row(fault.name, outcome, seconds, file_sha256(csv) == before, readable, len(_kernels(out)))
+    return Row(fault.name, outcome, seconds, file_sha256(csv) == before, readable, len(kernels_in(out)))
 
 
 def _wait(predicate, timeout: float) -> bool:

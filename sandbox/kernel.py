@@ -446,3 +446,18 @@ def _sweep_stale_runtimes() -> None:
 def _on_sigterm(signum: int, frame: Any) -> None:
     # Raising lets `with` blocks and `finally` clauses of the owner run; atexit closes the rest.
     raise SystemExit(128 + signum)
+
+
+def kernels_in(folder: str | Path) -> list[Any]:
+    """Live kernel processes whose working directory lies under ``folder`` (for orphan checks)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            command = " ".join(proc.info["cmdline"] or [])
+            if ("ipykernel" in command or "sandbox.launch" in command) and str(folder) in proc.cwd():
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found

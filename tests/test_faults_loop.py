@@ -15,28 +15,15 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from agent.backends.scripted import ScriptedBackend
 from agent.loop import RunConfig
 from agent.records import read_trajectory
 from agent.runner import analyze
+from sandbox.kernel import kernels_in
 
 pytestmark = pytest.mark.faults
-
-
-def kernels_for(run_dir: Path) -> list[psutil.Process]:
-    """Live kernel processes whose working directory is this run's workspace."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            command = " ".join(proc.info["cmdline"] or [])
-            if ("ipykernel" in command or "sandbox.launch" in command) and str(run_dir) in proc.cwd():
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
 
 
 def start_cli(args: list[str]) -> subprocess.Popen:
@@ -70,7 +57,7 @@ def test_signal_during_execution(tmp_path, small_csv, sig):
     proc = start_cli(
         [str(small_csv), "q", "--backend", "scripted", "--model", str(script), "--out", str(out)]
     )
-    assert wait_for(lambda: kernels_for(out), 60), "kernel never started"
+    assert wait_for(lambda: kernels_in(out), 60), "kernel never started"
     time.sleep(1.0)
     proc.send_signal(sig)
     proc.wait(timeout=60)
@@ -78,7 +65,7 @@ def test_signal_during_execution(tmp_path, small_csv, sig):
     trajectory = read_trajectory(out / "trajectory.jsonl")
     assert trajectory.outcome.status == "interrupted"
     assert (out / "report.html").exists() and (out / "analysis.ipynb").exists()
-    assert wait_for(lambda: not kernels_for(out), 10), "orphan kernel left behind"
+    assert wait_for(lambda: not kernels_in(out), 10), "orphan kernel left behind"
     assert hashlib.sha256(small_csv.read_bytes()).hexdigest() == before
 
 
@@ -118,7 +105,7 @@ def test_ctrl_c_during_generation(tmp_path, small_csv):
         server.shutdown()
     assert proc.returncode == 130
     assert read_trajectory(out / "trajectory.jsonl").outcome.status == "interrupted"
-    assert wait_for(lambda: not kernels_for(out), 10)
+    assert wait_for(lambda: not kernels_in(out), 10)
 
 
 def test_server_down_is_one_clear_line(tmp_path, small_csv):
@@ -161,4 +148,4 @@ def test_same_failing_cell_ten_times(tmp_path, small_csv):
     result = run(tmp_path, small_csv, ["```python\n1/0\n```"] * 10)
     assert result.outcome.status == "repeated_error" and result.outcome.turns == 3
     assert "ZeroDivisionError" in result.trajectory.steps[0].observation
-    assert not kernels_for(tmp_path / "run")
+    assert not kernels_in(tmp_path / "run")
