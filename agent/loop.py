@@ -106,7 +106,7 @@ def run_loop(
             status = "report"
             break
         messages.append(Message(role="user", content=step.observation))
-        stop = _stop_reason(step, writer.trajectory.steps, runner)
+        stop = _stop_reason(step, runner)
         if stop is not None:
             status = stop
             break
@@ -168,7 +168,7 @@ def _code_only_inside(text: str, report: str) -> bool:
     return prompts.extract_code(text[: len(text) - len(report)]) is None
 
 
-def _stop_reason(step: Step, steps: list[Step], runner: _CodeRunner) -> Status | None:
+def _stop_reason(step: Step, runner: _CodeRunner) -> Status | None:
     if step.step_kind == "no_code":
         return "no_code"
     if runner.stuck:
