@@ -35,6 +35,13 @@ class TrainConfig:
         default_factory=lambda: list(ALL_LINEAR),
         metadata={"help": "Module names that get LoRA adapters (attention only is faster, all learns more)."},
     )
+    init_adapter: str | None = field(
+        default=None,
+        metadata={
+            "help": "LoRA: start from this adapter dir's weights (rank and targets included) instead of a "
+            "fresh init, e.g. to keep training a tuned model; its base must be --base."
+        },
+    )
     epochs: float = field(
         default=1.0, metadata={"help": "Passes over the data (ignored when max_steps > 0)."}
     )

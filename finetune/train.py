@@ -146,12 +146,21 @@ def build_trainer(
 
     datasets.disable_progress_bars()  # our progress lines say what matters
     printer = ProgressPrinter(Console(stderr=True, highlight=False))
+    peft_config = lora_config(config) if config.mode == "lora" else None
+    if config.mode == "lora" and config.init_adapter:
+        from peft import PeftModel
+
+        try:
+            model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
+        except (OSError, ValueError) as exc:
+            raise TrainError(f"cannot start from adapter {config.init_adapter}: {exc}") from exc
+        peft_config = None  # the adapter brings its own rank and targets
     trainer = SFTTrainer(
         model=model,
         args=sft_config(config, out),
         train_dataset=datasets.Dataset.from_list(examples),
         processing_class=tokenizer,
-        peft_config=lora_config(config) if config.mode == "lora" else None,
+        peft_config=peft_config,
         callbacks=[printer],
     )
     trainer.remove_callback(PrinterCallback)
@@ -207,6 +216,8 @@ def train(
     import torch
     from transformers import set_seed
 
+    if config.mode == "full" and config.init_adapter:
+        raise TrainError("init_adapter is for LoRA; for a full fine-tune, merge the adapter and pass it as --base")
     files = data_files(data)
     examples = read_examples(files)
     checkpoint = prepare_out(out, resume)

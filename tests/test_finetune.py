@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from finetune.cli import train_group
 from finetune.config import ConfigError, TrainConfig, load_config
 from finetune.templates import has_markers, shipped_template, strip_markers, training_template
-from finetune.train import build_trainer, train
+from finetune.train import TrainError, build_trainer, train
 from tests.test_finetune_tiny import CONVERSATION, build_tokenizer, qwen_template, tiny_dir, write_data
 
 __all__ = ["tiny_dir"]  # the module-scoped fixture, shared with test_export
@@ -139,6 +139,31 @@ def test_adapter_loads_merges_and_reloads_with_identical_logits(tiny_dir, tmp_pa
     assert (adapter_logits - base_logits).abs().max() > 1000 * drift
     again = CliRunner().invoke(train_group, ["merge", str(out), "--out", str(tmp_path / "merged")])
     assert again.exit_code == 1 and "not empty" in again.output
+
+
+def test_training_can_start_from_an_existing_adapter(tiny_dir, tmp_path):
+    import torch
+
+    data = write_data(tmp_path / "train.jsonl")
+    first = tmp_path / "first"
+    train([data], str(tiny_dir), first, quick(lora_rank=4, lora_alpha=8, learning_rate=1e-2))
+    start = safetensors_dict(first / "adapter_model.safetensors")
+    # A zero learning rate keeps the weights where they started: the copy proves where that was.
+    kept = tmp_path / "kept"
+    train([data], str(tiny_dir), kept, quick(init_adapter=str(first), learning_rate=0.0))
+    assert json.loads((kept / "adapter_config.json").read_text())["r"] == 4  # the adapter's own rank
+    after = safetensors_dict(kept / "adapter_model.safetensors")
+    assert after.keys() == start.keys() and all(torch.equal(after[k], start[k]) for k in start)
+    moved = tmp_path / "moved"
+    result = train([data], str(tiny_dir), moved, quick(init_adapter=str(first), learning_rate=1e-2))
+    assert result.summary["log"][0]["loss"] < 0.99 * train_loss_from_scratch(tiny_dir, data, tmp_path)
+    with pytest.raises(TrainError, match="cannot start from adapter"):
+        train([data], str(tiny_dir), tmp_path / "bad", quick(init_adapter=str(tmp_path / "nope")))
+
+
+def train_loss_from_scratch(tiny_dir, data, tmp_path) -> float:
+    result = train([data], str(tiny_dir), tmp_path / "scratch", quick(lora_rank=4, lora_alpha=8))
+    return result.summary["log"][0]["loss"]
 
 
 def test_resume_continues_from_the_last_checkpoint(tiny_dir, tmp_path):
