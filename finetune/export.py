@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -144,9 +146,29 @@ def quantize(source: Path, dest: Path, quant: str, threads: int = 0) -> Path:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = QUANT_TYPES[quant]
     params.nthread = threads or (os.cpu_count() or 1)
-    status = llama_cpp.llama_model_quantize(str(source).encode(), str(dest).encode(), ctypes.byref(params))
+    # llama.cpp writes a line per tensor, and a k-quant fallback warning for each 896-wide matrix, to
+    # the process's stderr: they go to a scratch file instead, whose last line is the error on failure.
+    log_path = dest.with_name(dest.name + ".quantize.log")
+    log = logging.getLogger("llama-cpp-python")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(log_path, "w") as handle:
+            os.dup2(handle.fileno(), 2)
+            status = llama_cpp.llama_model_quantize(
+                str(source).encode(), str(dest).encode(), ctypes.byref(params)
+            )
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        log.setLevel(level)
+    lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    log_path.unlink(missing_ok=True)
     if status != 0:
-        raise ExportError(f"llama.cpp could not quantize {source.name} to {quant} (status {status})")
+        last = lines[-1].strip() if lines else "no log"
+        raise ExportError(f"llama.cpp could not quantize {source.name} to {quant} (status {status}: {last})")
     return dest
 
 
