@@ -33,8 +33,10 @@ def merge_adapter(adapter: Path, out: Path) -> Path:
 
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     model = PeftModel.from_pretrained(base, adapter).merge_and_unload()
-    # The adapter dir carries the tokenizer and inference chat template the model was trained with.
-    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    # A trained adapter dir carries the tokenizer and inference chat template it was trained with; the
+    # adapter shipped in the package leaves them out (they are the base's) to stay small.
+    has_tokenizer = (adapter / "tokenizer_config.json").exists()
+    tokenizer = AutoTokenizer.from_pretrained(adapter if has_tokenizer else base_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
