@@ -1,0 +1,76 @@
+"""Pick a compact training set from an `analyst collect` folder: one conversation per task, under a
+token budget, so that a LoRA epoch fits a CPU's afternoon.
+
+    python scripts/select_training.py runs/collect-expert --budget 100000 --out data/headline
+
+Deterministic. Per task it keeps one kept run: for every `--fix-every`-th task (in id order) the
+shortest run in which the model made a mistake and fixed it, otherwise the shortest run. Open tasks
+fill up to `--open-share` of the budget, then closed tasks (they carry the `@name[value]` answers the
+eval scores) the rest, each group in id order. Writes OUT/train.jsonl and OUT/selection.json (what was taken).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from eval_datasets.schema import load_suite
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("collect_dir", type=Path)
+    parser.add_argument("--budget", type=int, default=100_000, help="tokens in all (stats.json count)")
+    parser.add_argument("--fix-every", type=int, default=3, help="take an error-and-fix run every N tasks")
+    parser.add_argument("--open-share", type=float, default=0.15, help="budget share for open tasks")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    stats = json.loads((args.collect_dir / "stats.json").read_text())
+    lines = (args.collect_dir / "train.jsonl").read_text().splitlines()
+    kept = [run for run in stats["runs_detail"] if run["verdict"] == "kept"]
+    if len(kept) != len(lines):
+        sys.exit(f"error: {len(kept)} kept runs in stats.json but {len(lines)} lines in train.jsonl")
+
+    kind = {task.id: task.kind for spec in load_suite() for task in spec.tasks}
+    by_task: dict[str, list[tuple[dict, str]]] = defaultdict(list)
+    for run, line in zip(kept, lines, strict=True):
+        by_task[run["task"]].append((run, line))
+
+    picks = []
+    for n, task_id in enumerate(sorted(by_task)):
+        runs = sorted(by_task[task_id], key=lambda pair: (pair[0]["tokens"], pair[0]["seed"]))
+        fixed = [pair for pair in runs if pair[0]["errors"] > 0]
+        picks.append(fixed[0] if fixed and n % args.fix_every == 0 else runs[0])
+
+    taken, total = [], 0
+    for group, budget in (("open", args.budget * args.open_share), ("closed", args.budget)):
+        for run, line in picks:
+            if kind[run["task"]] != group or total + run["tokens"] > budget:
+                continue
+            taken.append((run, line))
+            total += run["tokens"]
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "train.jsonl").write_text("".join(line + "\n" for _, line in taken))
+    summary = {
+        "source": str(args.collect_dir),
+        "budget": args.budget,
+        "conversations": len(taken),
+        "tokens": total,
+        "closed": sum(kind[run["task"]] == "closed" for run, _ in taken),
+        "open": sum(kind[run["task"]] == "open" for run, _ in taken),
+        "with_fixed_error": sum(run["errors"] > 0 for run, _ in taken),
+        "turns": sum(run["turns"] for run, _ in taken),
+        "runs": [f"{run['task']} s{run['seed']}" for run, _ in taken],
+    }
+    (args.out / "selection.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "runs"}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
