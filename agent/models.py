@@ -132,9 +132,15 @@ def _base_model() -> ResolvedModel:
     return ResolvedModel("gguf", default_gguf(), DEFAULT_MODEL_ID)
 
 
-# Tuned models shipped with the package, tried in order for ``default``. Each finder returns None when
-# its artifact is absent. The fine-tuning work registers the shipped adapter/GGUF here.
-SHIPPED: list[Callable[[], ResolvedModel | None]] = []
+def _shipped_tuned() -> ResolvedModel | None:
+    from agent.shipped import shipped_tuned
+
+    return shipped_tuned()
+
+
+# Tuned models shipped with the package, tried in order for ``default``; each finder returns None when
+# its artifact is absent. agent/shipped.py: the LoRA adapter in agent/tuned/, built into a GGUF once.
+SHIPPED: list[Callable[[], ResolvedModel | None]] = [_shipped_tuned]
 
 
 def _default_model() -> ResolvedModel:

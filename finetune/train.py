@@ -8,6 +8,7 @@ a full model (full). Beside it: ``train_config.json`` (resolved settings), ``dat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -59,6 +60,18 @@ def resolve_base(spec: str) -> BaseWeights:
     is_base = spec in ("default", "base") and resolved.path == resolve_model("base").path
     name = "base" if is_base else str(resolved.path)
     return BaseWeights(hf_dir=hf_dir, spec=name)
+
+
+def continue_shipped(base: str, config: TrainConfig) -> tuple[str, TrainConfig]:
+    """LoRA on ``default`` when a tuned model ships: keep training its adapter on the untuned base, so
+    the result is one adapter over ``base`` that stays valid on any machine."""
+    if base != "default" or config.mode != "lora" or config.init_adapter:
+        return base, config
+    from agent.shipped import TUNED_DIR, read_manifest
+
+    if read_manifest() is None:
+        return base, config
+    return "base", dataclasses.replace(config, init_adapter=str(TUNED_DIR))
 
 
 def prepare_out(out: Path, resume: bool) -> Path | None:
@@ -221,6 +234,7 @@ def train(
     files = data_files(data)
     examples = read_examples(files)
     checkpoint = prepare_out(out, resume)
+    base, config = continue_shipped(base, config)
     base_model = resolve_base(base)
     if config.threads > 0:
         torch.set_num_threads(config.threads)

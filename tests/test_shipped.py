@@ -1,0 +1,100 @@
+"""The tuned default model shipped in agent/tuned/: its files, their hash, and the GGUF built from them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agent import models, shipped
+from agent.models import ModelError, resolve_model
+from agent.records import file_sha256
+
+
+def test_the_package_ships_a_small_adapter_whose_sha256_is_recorded() -> None:
+    manifest = shipped.read_manifest()
+    assert manifest is not None, "agent/tuned/manifest.json is missing"
+    adapter = shipped.TUNED_DIR / shipped.ADAPTER_FILE
+    assert file_sha256(adapter) == manifest["adapter_sha256"]
+    assert adapter.stat().st_size == manifest["adapter_bytes"] < 10_000_000
+    config = json.loads((shipped.TUNED_DIR / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["base_model_name_or_path"] == "base"
+    shipped.verify_adapter(shipped.TUNED_DIR, manifest)
+
+
+def test_a_corrupt_adapter_fails_in_one_line_before_any_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANALYST_CACHE", str(tmp_path / "cache"))
+    copy = tmp_path / "tuned"
+    shutil.copytree(shipped.TUNED_DIR, copy)
+    data = bytearray((copy / shipped.ADAPTER_FILE).read_bytes())
+    data[-1] ^= 0xFF
+    (copy / shipped.ADAPTER_FILE).write_bytes(bytes(data))
+    monkeypatch.setattr(shipped, "TUNED_DIR", copy)
+    with pytest.raises(ModelError, match=r"shipped tuned model is corrupt: sha256 .*--model base") as info:
+        resolve_model("default")
+    assert "\n" not in str(info.value)
+    assert not list((tmp_path / "cache" / "models").glob("*.gguf"))
+
+
+def test_without_a_manifest_the_default_is_the_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shipped, "TUNED_DIR", tmp_path)
+    assert shipped.read_manifest() is None
+    assert shipped.shipped_tuned() is None
+
+
+def test_an_unreadable_manifest_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / shipped.MANIFEST_FILE).write_text("{not json")
+    monkeypatch.setattr(shipped, "TUNED_DIR", tmp_path)
+    with pytest.raises(ModelError, match="manifest.json is unreadable"):
+        shipped.read_manifest()
+
+
+@pytest.mark.slow
+def test_the_default_model_is_the_tuned_gguf_built_once_and_it_generates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.backends.base import GenerationConfig
+    from agent.backends.factory import create_backend
+    from agent.records import Message
+
+    manifest = shipped.read_manifest()
+    assert manifest is not None
+    # A private cache, so the build really runs; the base GGUF is linked in to skip reassembling it.
+    monkeypatch.setenv("ANALYST_CACHE", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    base_src = models.assemble(
+        models.chunk_paths(models.DEFAULT_PACKAGES),
+        tmp_path / "models" / models.DEFAULT_FILENAME,
+        models.DEFAULT_SHA256,
+    )
+    tuned = resolve_model("default")
+    assert tuned.kind == "gguf" and tuned.model_id == manifest["model_id"]
+    assert tuned.path == shipped.tuned_gguf_path(manifest) and tuned.path.parent == tmp_path / "models"
+    assert tuned.path.read_bytes()[:4] == b"GGUF"
+    assert resolve_model("base").path == base_src != tuned.path
+    stamp = tuned.path.stat().st_mtime_ns
+    assert resolve_model("default").path.stat().st_mtime_ns == stamp  # built once, then reused
+
+    # The analyst's own prompts on a small table: the tuned model answers in its training's shape (a
+    # sentence, then one code block that loads the file), and not with the base model's words.
+    from agent.preview import load_input, preview_text
+    from agent.prompts import SYSTEM_PROMPT, first_user_message
+
+    table = tmp_path / "sales.csv"
+    table.write_text("region,revenue\nNorth,120.5\nSouth,99.0\nEast,143.2\n")
+    messages = [
+        Message(role="system", content=SYSTEM_PROMPT),
+        Message(
+            role="user",
+            content=first_user_message("Which region has the highest revenue?", [preview_text(load_input(table))]),
+        ),
+    ]
+    greedy = GenerationConfig(max_new_tokens=80)
+    tuned_reply = create_backend("llamacpp", "default").generate(messages, greedy).text
+    base_reply = create_backend("llamacpp", "base").generate(messages, greedy).text
+    assert "```python" in tuned_reply and "read_csv('sales.csv')" in tuned_reply.replace('"', "'")
+    assert tuned_reply != base_reply
