@@ -29,7 +29,7 @@ def main() -> None:
     "--model",
     default="default",
     show_default=True,
-    help="default | base | a GGUF file | a Hugging Face model dir | a LoRA adapter dir | a server's model name",
+    help="default (= base) | base | tuned (the shipped adapter) | a GGUF file | an HF model dir | a LoRA adapter dir | a server's model name",
 )
 @click.option(
     "--backend",

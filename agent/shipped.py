@@ -1,10 +1,10 @@
-"""The tuned default model: a LoRA adapter shipped in the package, built into a GGUF once per machine.
+"""The tuned model (`--model tuned`): a LoRA adapter shipped in the package, built into a GGUF once per machine.
 
 ``agent/tuned/`` holds the adapter this project's own pipeline trained (data, command and figures:
 docs/RESULTS.md) and ``manifest.json`` with the adapter's sha256. On first use the adapter is checked
 against that hash, merged into the dequantized base model and exported to Q8_0 in the cache, the same
 steps as ``analyst train export`` (about 30 s on two cores); later runs load the cached file.
-``--model base`` still gives the untuned model.
+``default`` is still the untuned base (docs/RESULTS.md says why).
 
 Why Q8_0 and not the base's Q4_K_M: the base weights were dequantized from Q4_K_M, so they sit exactly
 on its grid, and the adapter's deltas are small next to a grid step. Quantizing the merged weights
@@ -73,7 +73,7 @@ def build_tuned_gguf(adapter_dir: Path, manifest: dict) -> Path:
             return dest
         verify_adapter(adapter_dir, manifest)
         print(
-            f"analyst: building the tuned default model once ({manifest['model_id']}: merge + {QUANT}, "
+            f"analyst: building the tuned model once ({manifest['model_id']}: merge + {QUANT}, "
             "about 30 s)...",
             file=sys.stderr,
             flush=True,
@@ -84,12 +84,12 @@ def build_tuned_gguf(adapter_dir: Path, manifest: dict) -> Path:
         try:
             export_gguf(adapter_dir, dest, quant=QUANT)
         except (ExportError, MergeError) as exc:
-            raise ModelError(f"cannot build the tuned default model: {exc}") from exc
+            raise ModelError(f"cannot build the tuned model: {exc}") from exc
     return dest
 
 
 def shipped_tuned() -> ResolvedModel | None:
-    """The finder registered in ``agent.models.SHIPPED``: the tuned GGUF, built on first use."""
+    """The tuned GGUF (``--model tuned``), built on first use; None when no adapter ships."""
     manifest = read_manifest()
     if manifest is None:
         return None

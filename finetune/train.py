@@ -63,9 +63,9 @@ def resolve_base(spec: str) -> BaseWeights:
 
 
 def continue_shipped(base: str, config: TrainConfig) -> tuple[str, TrainConfig]:
-    """LoRA on ``default`` when a tuned model ships: keep training its adapter on the untuned base, so
-    the result is one adapter over ``base`` that stays valid on any machine."""
-    if base != "default" or config.mode != "lora" or config.init_adapter:
+    """LoRA on ``tuned`` (the shipped adapter): keep training that adapter over the untuned base, so
+    the result is again one adapter over ``base`` that stays valid on any machine."""
+    if base != "tuned" or config.mode != "lora" or config.init_adapter:
         return base, config
     from agent.shipped import TUNED_DIR, read_manifest
 
