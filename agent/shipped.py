@@ -29,10 +29,9 @@ MANIFEST_FILE = "manifest.json"
 QUANT = "q8_0"  # not the base's q4_k_m: see the module docstring
 
 
-def read_manifest(adapter_dir: Path | None = None) -> dict | None:
-    """The shipped adapter's manifest, or None when no adapter ships (the untuned base is the default)."""
-    adapter_dir = adapter_dir or TUNED_DIR
-    path = adapter_dir / MANIFEST_FILE
+def read_manifest() -> dict | None:
+    """The shipped adapter's manifest, or None when no adapter ships."""
+    path = TUNED_DIR / MANIFEST_FILE
     if not path.exists():
         return None
     try:

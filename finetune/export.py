@@ -164,10 +164,11 @@ def quantize(source: Path, dest: Path, quant: str, threads: int = 0) -> Path:
         os.dup2(saved, 2)
         os.close(saved)
         log.setLevel(level)
-    lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    log_text = log_path.read_text(errors="replace") if status != 0 else ""
     log_path.unlink(missing_ok=True)
     if status != 0:
-        last = lines[-1].strip() if lines else "no log"
+        lines = [line.strip() for line in log_text.splitlines() if line.strip()]
+        last = lines[-1] if lines else "no log"
         raise ExportError(f"llama.cpp could not quantize {source.name} to {quant} (status {status}: {last})")
     return dest
 

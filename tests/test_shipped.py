@@ -1,4 +1,4 @@
-"""The tuned default model shipped in agent/tuned/: its files, their hash, and the GGUF built from them."""
+"""The tuned model shipped in agent/tuned/ (`--model tuned`): its files, their hash, and the GGUF built from them."""
 
 from __future__ import annotations
 
@@ -65,14 +65,9 @@ def test_the_tuned_model_is_a_gguf_built_once_and_it_generates(
 
     manifest = shipped.read_manifest()
     assert manifest is not None
-    # A private cache, so the build really runs; the base GGUF is linked in to skip reassembling it.
+    # A private cache, so the base is reassembled and dequantized there and the build really runs.
     monkeypatch.setenv("ANALYST_CACHE", str(tmp_path))
-    (tmp_path / "models").mkdir()
-    base_src = models.assemble(
-        models.chunk_paths(models.DEFAULT_PACKAGES),
-        tmp_path / "models" / models.DEFAULT_FILENAME,
-        models.DEFAULT_SHA256,
-    )
+    base_src = models.default_gguf()
     tuned = resolve_model("tuned")
     assert tuned.kind == "gguf" and tuned.model_id == manifest["model_id"]
     assert tuned.path == shipped.tuned_gguf_path(manifest) and tuned.path.parent == tmp_path / "models"

@@ -1,1 +1,1 @@
-"""Package data: the tuned default model's LoRA adapter and manifest (see agent/shipped.py)."""
+"""Package data: the tuned model's LoRA adapter and manifest (``--model tuned``; see agent/shipped.py)."""
