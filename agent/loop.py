@@ -8,10 +8,12 @@ start) raise. The loop never prints: progress goes through ``LoopCallbacks``.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from agent import prompts
 from agent.backends.base import Backend, GenerationConfig, Reply
+from agent.backends.stops import repetition_cut
 from agent.records import Message, Outcome, Status, Step, TrajectoryWriter
 from sandbox.result import ExecutionResult
 
@@ -28,7 +30,9 @@ class RunConfig:
         default=3, metadata={"help": "stop after the same failing cell this often"}
     )
     generation: GenerationConfig = field(
-        default_factory=lambda: GenerationConfig(stop=[prompts.CODE_STOP, "\nOutput:\n```"]),
+        default_factory=lambda: GenerationConfig(
+            stop=[prompts.CODE_STOP, "\nOutput:\n```"], max_line_repeats=4
+        ),
         metadata={"help": "sampling settings for every reply"},
     )
 
@@ -43,34 +47,42 @@ class LoopCallbacks:
 
 
 class _CodeRunner:
-    """Executes cells and tracks repeats of the same failing cell."""
+    """Executes cells; counts each failure (same cell, same error) and notices repeated cells.
+
+    Failures are counted over the whole run, not only in a row: a small model that alternates a
+    failing cell with a harmless one (print the columns, fail, print the columns, ...) is as stuck
+    as one that sends the failing cell again at once.
+    """
 
     def __init__(self, sandbox, config: RunConfig):
         self.sandbox = sandbox
         self.config = config
-        self.last_failure: tuple[str, str] | None = None
-        self.repeats = 0
+        self.failures: Counter[tuple[str, str]] = Counter()
+        self.outputs: dict[str, tuple[int, str]] = {}  # cell -> (turn it last ran, its output)
         self.errors = 0
         self.successes = 0
 
-    def run(self, code: str) -> tuple[ExecutionResult, str]:
+    def run(self, code: str, turn: int) -> tuple[ExecutionResult, str]:
         result = self.sandbox.execute(code, timeout=self.config.cell_timeout_s)
         observation = result.observation(self.config.observation_chars)
+        key = code.strip()
+        earlier = self.outputs.get(key)
+        self.outputs[key] = (turn, observation)
         if result.ok:
-            self.last_failure, self.repeats = None, 0
             self.successes += 1
+            if earlier is not None and earlier[1] == observation:
+                observation += "\n" + prompts.NOTE_SAME_CELL.format(turn=earlier[0])
             return result, observation
         self.errors += 1
-        failure = (code.strip(), _failure_kind(result))
-        self.repeats = self.repeats + 1 if failure == self.last_failure else 1
-        self.last_failure = failure
-        if self.repeats >= 2:
+        failure = (key, _failure_kind(result))
+        self.failures[failure] += 1
+        if 2 <= self.failures[failure] < self.config.repeat_error_limit:
             observation += "\n" + prompts.NUDGE_REPEATED_ERROR
         return result, observation
 
     @property
     def stuck(self) -> bool:
-        return self.repeats >= self.config.repeat_error_limit
+        return max(self.failures.values(), default=0) >= self.config.repeat_error_limit
 
 
 def _failure_kind(result: ExecutionResult) -> str:
@@ -93,12 +105,21 @@ def run_loop(
     runner = _CodeRunner(sandbox, config)
     started = time.monotonic()
     status: Status = "max_turns"
+    wrap_up_turn: int | None = None
     for turn in range(1, config.max_turns + 1):
         if time.monotonic() - started > config.time_budget_s:
             status = "time_budget"
             break
         reply = _generate(backend, messages, config, callbacks, turn)
         step = _act(reply, turn, runner, writer.trajectory.steps, config, callbacks)
+        stop = None if step.step_kind == "report" else _stop_reason(step, runner)
+        if wrap_up_turn is not None and step.step_kind != "report":
+            stop = stop or "repeated_error"  # asked for the report, got something else
+        elif stop == "repeated_error" and runner.successes:
+            # Stuck on one cell after earlier cells worked: their outputs may hold the answer, so
+            # ask once for the report instead of dropping the run.
+            step.observation += "\n" + prompts.WRAP_UP_STUCK
+            wrap_up_turn, stop = turn, None
         writer.step(step)
         callbacks.on_step(step)
         messages.append(Message(role="assistant", content=reply.text))
@@ -106,18 +127,23 @@ def run_loop(
             status = "report"
             break
         messages.append(Message(role="user", content=step.observation))
-        stop = _stop_reason(step, runner)
         if stop is not None:
             status = stop
             break
-    return summarize(writer.trajectory.steps, status, time.monotonic() - started, runner.errors)
+    outcome = summarize(writer.trajectory.steps, status, time.monotonic() - started, runner.errors)
+    outcome.wrap_up_turn = wrap_up_turn
+    return outcome
 
 
 def _generate(backend: Backend, messages, config: RunConfig, callbacks: LoopCallbacks, turn: int) -> Reply:
     callbacks.on_generate(turn)
     started = time.monotonic()
     reply = backend.generate(messages, config.generation)
-    if reply.finish_reason == "stop":
+    # backends without a token loop (a server, a script) return whole replies: cut them here too
+    cut = repetition_cut(reply.text, config.generation.max_line_repeats)
+    if cut is not None:
+        reply.text, reply.finish_reason = reply.text[:cut], "repetition"
+    if reply.finish_reason in ("stop", "repetition"):
         reply.text = prompts.close_fence(reply.text)
     if not reply.seconds:
         reply.seconds = time.monotonic() - started
@@ -146,7 +172,7 @@ def _act(reply: Reply, turn: int, runner: _CodeRunner, history: list[Step], conf
     if code is None:
         return _nudge(step, history, prompts.NUDGE_NO_CODE)
     callbacks.on_execute(turn, code)
-    result, observation = runner.run(code)
+    result, observation = runner.run(code, turn)
     if report is not None:
         observation += "\n(The report was written before this output was seen: check it, then send the final report again.)"
     step.step_kind, step.code, step.execution = "code", code, result

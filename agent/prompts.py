@@ -37,6 +37,16 @@ NUDGE_REPEATED_ERROR = (
     "with df.columns, or simplify the step."
 )
 
+NOTE_SAME_CELL = (
+    "(You ran this same cell on turn {turn} and got this same output. Running it again will not "
+    "change it: use the output, do a different step, or write the final report.)"
+)
+
+WRAP_UP_STUCK = (
+    "This cell has failed the same way several times; stop retrying it. Write the final report now, "
+    "starting with '## Final Report', from the outputs you already have."
+)
+
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 _REPORT_HEADING = re.compile(r"^\s*#{1,6}\s*final\s+report\b.*$", re.IGNORECASE | re.MULTILINE)
 _ANSWER = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)\[([^\[\]\n]*)\]")

@@ -99,6 +99,9 @@ class Outcome(BaseModel):
     completion_tokens: int = 0
     errors: int = Field(0, description="turns whose cell raised, timed out or lost its kernel")
     detail: str = ""
+    wrap_up_turn: int | None = Field(
+        None, description="the turn after which the loop asked for the report because a cell kept failing"
+    )
     finished_at: str = Field(default_factory=now_iso)
 
 

@@ -81,6 +81,8 @@ def status_line(trajectory: Trajectory) -> str:
         "error": f"Stopped {after} by a system fault.",
     }
     line, detail = lines[outcome.status], outcome.detail.strip()
+    if outcome.wrap_up_turn is not None:
+        line += f" A cell kept failing, so the report was asked for on turn {outcome.wrap_up_turn}."
     # the runner may put just the status word in detail; repeating it would read oddly
     if not detail or detail.lower() in line.lower():
         return line

@@ -54,6 +54,7 @@ class TaskResult(BaseModel):
     completion_tokens: int = 0
     errors: int = Field(0, description="turns whose cell raised, timed out or lost its kernel")
     recovered: bool = Field(False, description="hit at least one error and still finished correct")
+    wrap_up: bool = Field(False, description="the loop asked for the report because a cell kept failing")
     charts: int = 0
     model: str = ""
     backend: str = ""
@@ -153,6 +154,7 @@ def result_from(prepared: PreparedTask, trajectory: Trajectory, run_dir: Path) -
         completion_tokens=outcome.completion_tokens if outcome else 0,
         errors=errors,
         recovered=errors > 0 and score.correct,
+        wrap_up=outcome is not None and outcome.wrap_up_turn is not None,
         charts=chart_count(trajectory),
         model=trajectory.header.model,
         backend=trajectory.header.backend,

@@ -19,6 +19,7 @@ from eval_datasets.harness import TaskResult
 # (key, label, higher is better, format)
 METRICS: list[tuple[str, str, bool, str]] = [
     ("completion", "natural completion", True, "{:.1%}"),
+    ("reported", "report (natural or asked for)", True, "{:.1%}"),
     ("correct", "correct (all answers / criteria)", True, "{:.1%}"),
     ("partial", "partial credit", True, "{:.3f}"),
     ("closed_correct", "closed tasks correct", True, "{:.1%}"),
@@ -42,7 +43,9 @@ def metrics(results: list[TaskResult]) -> dict[str, float | int | None]:
     errored = [r for r in results if r.errors > 0]
     return {
         "tasks": len(results),
-        "completion": _mean(r.status == "report" for r in results),
+        # natural: the model ended with a report without being asked for one (see RunConfig)
+        "completion": _mean(r.status == "report" and not r.wrap_up for r in results),
+        "reported": _mean(r.status == "report" for r in results),
         "correct": _mean(r.correct for r in results),
         "partial": _mean(r.partial for r in results),
         "closed_correct": _mean(r.correct for r in closed),
@@ -90,7 +93,7 @@ def overall_table(summary: dict, title: str = "overall") -> Table:
     overall = summary["overall"]
     table.add_row("tasks", str(overall["tasks"]))
     for key, label, _, pattern in METRICS:
-        table.add_row(label, fmt(overall[key], pattern))
+        table.add_row(label, fmt(overall.get(key), pattern))
     return table
 
 
@@ -145,7 +148,7 @@ def summary_html(summary: dict, results: list[TaskResult]) -> str:
     """A self-contained page: run info, overall table, one bar chart per metric, every task's line."""
     info = {k: v for k, v in summary.items() if k not in ("overall", "statuses") and not k.startswith("by_")}
     rows = "".join(
-        f"<tr><th>{html.escape(label)}</th><td>{fmt(summary['overall'][key], pattern)}</td></tr>"
+        f"<tr><th>{html.escape(label)}</th><td>{fmt(summary['overall'].get(key), pattern)}</td></tr>"
         for key, label, _, pattern in METRICS
     )
     charts = "".join(
@@ -177,7 +180,8 @@ def compare_table(a: dict, b: dict, name_a: str, name_b: str) -> Table:
         table.add_column(column, justify="left" if column == "metric" else "right")
     table.add_row("tasks", str(a["overall"]["tasks"]), str(b["overall"]["tasks"]), "")
     for key, label, higher_better, pattern in METRICS:
-        va, vb = a["overall"][key], b["overall"][key]
+        # .get: a summary written before a metric existed lacks it
+        va, vb = a["overall"].get(key), b["overall"].get(key)
         delta = "-"
         if va is not None and vb is not None:
             diff = vb - va

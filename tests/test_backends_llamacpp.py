@@ -10,7 +10,7 @@ from agent.backends.base import Backend, BackendError, GenerationConfig
 from agent.backends.chat_template import CHATML_TEMPLATE, common_prefix, render_chat
 from agent.backends.factory import auto_kind, create_backend
 from agent.backends.scripted import ScriptedBackend
-from agent.backends.stops import StopScanner
+from agent.backends.stops import StopScanner, repetition_cut
 from agent.models import ModelError, smollm2_gguf
 from agent.records import Message
 
@@ -37,6 +37,25 @@ def test_stop_scanner_finds_a_stop_split_across_tokens() -> None:
     assert not scanner.update("print(1)\n``")
     assert scanner.update("print(1)\n```\nmore")
     assert scanner.text == "print(1)\n"
+
+
+def test_repeated_lines_end_a_reply_after_the_first_copy() -> None:
+    looping = "## Final Report\n- rows: 288\n" + "- The numbers are back.\n\n" * 3
+    assert repetition_cut(looping, 4) is None  # three copies: not yet
+    looping += "- The numbers are back.\n"
+    cut = repetition_cut(looping, 4)
+    assert looping[:cut] == "## Final Report\n- rows: 288\n- The numbers are back."
+    assert repetition_cut(looping + "- The numbers are", 4) == cut  # an unfinished line is not counted
+    assert repetition_cut("a\nb\na\nb\na\nb\n", 3) is None and repetition_cut(looping, 0) is None
+
+    scanner = StopScanner(["```\n"], max_line_repeats=3)
+    text = ""
+    for piece in ["x = 1\n", "print(x)\n", "print(x)\n", "print(", "x)\n", "print(x)\n"]:
+        text += piece
+        if scanner.update(text):
+            break
+    assert scanner.repeated and scanner.stopped and scanner.text == "x = 1\nprint(x)"
+    assert text == "x = 1\nprint(x)\nprint(x)\nprint(x)\n"  # it stopped at the third copy
 
 
 def test_factory_kinds_and_errors(tmp_path: Path) -> None:

@@ -145,6 +145,16 @@ def test_stop_string_and_length_finish(tiny_dir: Path) -> None:
     assert cut.completion_tokens < 30
 
 
+def test_a_repeated_line_ends_the_reply(tiny_dir: Path) -> None:
+    """The random tiny model's text has no newlines to repeat: a stop on a repeated line is driven
+    through a model whose decoded text is fixed, by decoding through a stub tokenizer."""
+    backend = make_backend(tiny_dir, reuse_cache=False)
+    backend.tokenizer.decode = lambda tokens, skip_special_tokens=True: "go\n" + "same line\n" * len(tokens)
+    reply = backend.generate(conversation(1), GenerationConfig(max_new_tokens=30, max_line_repeats=3))
+    assert reply.finish_reason == "repetition" and reply.completion_tokens == 3
+    assert reply.text == "go\nsame line"
+
+
 def test_sampling_is_seeded(tiny_dir: Path) -> None:
     backend = make_backend(tiny_dir)
     sampled = GenerationConfig(max_new_tokens=20, temperature=1.5, top_p=0.95, seed=7)

@@ -94,7 +94,7 @@ def test_two_tasks_end_to_end(toy_tasks: dict[str, PreparedTask], tmp_path: Path
     assert explore.criteria == {"report": True, "chart": True, "no_unrecovered_error": True, "facts": True}
 
     overall = metrics(results)
-    assert overall["completion"] == 1.0
+    assert overall["completion"] == 1.0 and overall["reported"] == 1.0
     assert overall["correct"] == 0.5
     assert overall["partial"] == pytest.approx(0.75)
     assert overall["runs_with_errors"] == 1 and overall["error_recovery"] == 1.0
@@ -112,7 +112,7 @@ def test_two_tasks_end_to_end(toy_tasks: dict[str, PreparedTask], tmp_path: Path
     assert summary["by_kind"]["closed"]["partial"] == 0.5 and summary["by_kind"]["open"]["correct"] == 1.0
     assert summary["statuses"] == {"report": 2}
     page = (tmp_path / "summary.html").read_text()
-    assert page.count("data:image/png;base64,") == 9 and "toy/explore" in page
+    assert page.count("data:image/png;base64,") == 10 and "toy/explore" in page
 
 
 def test_resume_skips_finished_and_retries_failed(toy_tasks: dict[str, PreparedTask], tmp_path: Path) -> None:

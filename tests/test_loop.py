@@ -49,6 +49,38 @@ def test_same_failing_cell_stops_early(tmp_path, small_csv):
     assert "NameError" in result.trajectory.steps[0].observation
 
 
+LOOK = "```python\nimport pandas as pd\ndf = pd.read_csv('shop.csv')\nprint(list(df.columns))\n```"
+BROKEN_CHART = "```python\ndf['Sales'].plot()\n```"
+
+
+def test_a_cell_failing_between_other_cells_gets_a_wrap_up_request(tmp_path, small_csv):
+    """look, fail, look, fail, look, fail: stuck although no two failures are in a row."""
+    replies = [LOOK, BROKEN_CHART] * 3 + [REPORT]
+    result, backend = run(tmp_path, small_csv, replies, repeat_error_limit=3)
+    outcome = result.outcome
+    assert outcome.status == "report" and outcome.turns == 7 and outcome.wrap_up_turn == 6
+    steps = result.trajectory.steps
+    assert "same cell on turn 1" in steps[2].observation  # the repeated look is pointed out
+    assert "Try a different approach" in steps[3].observation  # the second failure
+    assert "Write the final report now" in steps[5].observation  # the third
+    assert "Write the final report now" in backend.calls[6][-1].content
+    assert "asked for on turn 6" in (result.files["report_md"]).read_text()
+
+
+def test_code_after_the_wrap_up_request_ends_the_run(tmp_path, small_csv):
+    replies = [LOOK, BROKEN_CHART, BROKEN_CHART, BROKEN_CHART, LOOK, REPORT]
+    result, backend = run(tmp_path, small_csv, replies, repeat_error_limit=3)
+    assert result.outcome.status == "repeated_error" and result.outcome.turns == 5
+    assert result.outcome.wrap_up_turn == 4 and backend.queue == [REPORT]
+
+
+def test_a_reply_repeating_one_line_is_cut(tmp_path, small_csv):
+    looping = REPORT + "\n" + "- The numbers are back.\n" * 40
+    result, _ = run(tmp_path, small_csv, [CODE, looping])
+    assert result.outcome.status == "report"
+    assert result.trajectory.steps[1].model_text == REPORT + "\n- The numbers are back."
+
+
 def test_error_then_fix_then_report(tmp_path, small_csv):
     broken = "```python\nimport pandas as pd\ndf = pd.read_csv('shop.csv')\nprint(df['Sales'].sum())\n```"
     fixed = "```python\nprint(df['sales'].sum())\n```"

@@ -88,7 +88,9 @@ def test_the_tuned_model_is_a_gguf_built_once_and_it_generates(
         Message(role="system", content=SYSTEM_PROMPT),
         Message(
             role="user",
-            content=first_user_message("Which region has the highest revenue?", [preview_text(load_input(table))]),
+            content=first_user_message(
+                "Which region has the highest revenue?", [preview_text(load_input(table))]
+            ),
         ),
     ]
     greedy = GenerationConfig(max_new_tokens=80)

@@ -147,7 +147,7 @@ class LlamaCppBackend:
         import llama_cpp
 
         vocab = self.llm._model.vocab
-        scanner = StopScanner(config.stop)
+        scanner = StopScanner(config.stop, config.max_line_repeats)
         sampling: dict[str, Any] = {
             "temp": config.temperature,
             "top_p": config.top_p,
@@ -168,8 +168,8 @@ class LlamaCppBackend:
                     break
                 tokens.append(token)
                 raw += self.llm.detokenize([token])
-                if scanner.stops and scanner.update(raw.decode("utf-8", errors="ignore")):
-                    finish = "stop"
+                if scanner.active and scanner.update(raw.decode("utf-8", errors="ignore")):
+                    finish = "repetition" if scanner.repeated else "stop"
                     break
                 if len(tokens) >= limit:
                     break

@@ -113,7 +113,7 @@ class TransformersBackend:
         if config.temperature > 0:
             generator = torch.Generator(device="cpu")
             generator.manual_seed(config.seed if config.seed is not None else int(time.time_ns() % 2**31))
-        scanner = StopScanner(config.stop)
+        scanner = StopScanner(config.stop, config.max_line_repeats)
         tokens: list[int] = []
         finish = "length"
         while len(tokens) < config.max_new_tokens:
@@ -122,8 +122,8 @@ class TransformersBackend:
                 finish = "stop"
                 break
             tokens.append(token)
-            if scanner.stops and scanner.update(self.tokenizer.decode(tokens, skip_special_tokens=True)):
-                finish = "stop"
+            if scanner.active and scanner.update(self.tokenizer.decode(tokens, skip_special_tokens=True)):
+                finish = "repetition" if scanner.repeated else "stop"
                 break
             if len(tokens) < config.max_new_tokens:
                 logits = self._forward([token])
