@@ -116,6 +116,9 @@ def verify(prepared: Any, trajectory: Trajectory) -> tuple[str, str]:
         return "system_error", outcome.detail
     if outcome.status != "report" or not (outcome.report or "").strip():
         return "no_report", outcome.status
+    if outcome.wrap_up_turn is not None:
+        # the same failing cell three times is not a conversation to learn from
+        return "asked_for_report", f"the loop asked for the report on turn {outcome.wrap_up_turn}"
     if prepared.task.kind == "closed":
         return _verify_answers(prepared, outcome.answers)
     if chart_count(trajectory) == 0:

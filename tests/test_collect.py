@@ -30,8 +30,12 @@ def _scripted(prepared, seed: int) -> ScriptedBackend:
     replies = {
         0: [MEAN_CODE, _report_from_output],  # right answer
         1: [MEAN_CODE, "## Final Report\n- The mean body mass is @mean_mass[1.0]."],  # wrong answer
-        2: [MEAN_CODE, MEAN_CODE],  # never reports before the turn limit
+        2: [MEAN_CODE] * 6,  # never reports before the turn limit
         3: [MEAN_CODE, _report_from_output],  # the same conversation as seed 0
+        # right in the end, but only after failing three times and being asked for the report
+        4: [MEAN_CODE] + ["```python\nprint(df['mass'].mean())\n```"] * 3 + [
+            "## Final Report\n- The mean body mass is @mean_mass[4201.8] grams."
+        ],
     }[seed]
     return ScriptedBackend(replies)
 
@@ -47,18 +51,18 @@ def _lines(path: Path) -> list[dict]:
 
 def test_scripted_runs_are_kept_or_dropped_for_the_right_reason(tmp_path, cache):
     config = CollectConfig(
-        out=tmp_path / "out", tasks="penguins/mean-body-mass", samples=4, max_turns=2, workers=2, cache=cache
+        out=tmp_path / "out", tasks="penguins/mean-body-mass", samples=5, max_turns=6, workers=2, cache=cache
     )
     stats = collect(config, teacher=_scripted)
     written = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert written["kept"] == stats["kept"] == 1
-    assert written["dropped"] == {"duplicate": 1, "no_report": 1, "wrong_answer": 1}
+    assert written["dropped"] == {"asked_for_report": 1, "duplicate": 1, "no_report": 1, "wrong_answer": 1}
     verdicts = {run["seed"]: run["verdict"] for run in written["runs_detail"]}
-    assert verdicts == {0: "kept", 1: "wrong_answer", 2: "no_report", 3: "duplicate"}
+    assert verdicts == {0: "kept", 1: "wrong_answer", 2: "no_report", 3: "duplicate", 4: "asked_for_report"}
     rows = _lines(tmp_path / "out" / "train.jsonl")
     assert len(rows) == 1
     assert prompts.parse_answers(rows[0]["messages"][-1]["content"]) == {"mean_mass": "4201.8"}
-    assert len(list((tmp_path / "out" / "trajectories").glob("*.jsonl"))) == 4
+    assert len(list((tmp_path / "out" / "trajectories").glob("*.jsonl"))) == 5
     assert written["closed_tasks_solved"] == 1 and written["tokens"]["total"] > 0
 
 
