@@ -27,7 +27,11 @@ class RunConfig:
     cell_timeout_s: float = field(default=120.0, metadata={"help": "per-cell timeout before interrupting"})
     observation_chars: int = field(default=4000, metadata={"help": "cell output shown to the model"})
     repeat_error_limit: int = field(
-        default=3, metadata={"help": "stop after the same failing cell this often"}
+        default=3,
+        metadata={
+            "help": "the same cell failing the same way this often in a run: ask once for the report "
+            "(or stop, if no cell has worked yet)"
+        },
     )
     generation: GenerationConfig = field(
         default_factory=lambda: GenerationConfig(
