@@ -142,6 +142,9 @@ class KernelSandbox:
         # The kernel process's own stdout/stderr (not the cells': those come over iopub) go to a
         # log, so that a fork bomb's or a crash's noise never lands on the owner's terminal.
         self._log_path = self._runtime / f"k{n}.log"
+        # Owned before it starts: a Ctrl-C that lands inside start_kernel (after the Popen) must
+        # find the manager in close() and kill the new kernel, or the kernel outlives the run.
+        self._km = km
         with open(self._log_path, "ab") as log:
             try:
                 km.start_kernel(
@@ -149,7 +152,7 @@ class KernelSandbox:
                 )
             except Exception as exc:  # Popen errors, bad cwd: a system fault of the sandbox
                 raise KernelStartError(f"could not start the kernel: {exc}") from exc
-        self._km, self._kc = km, km.client()
+        self._kc = km.client()
         self._kc.start_channels(hb=False)  # liveness comes from the process, not heartbeats
         self._wait_ready(began + self.startup_timeout)
         self.start_seconds = time.monotonic() - began
@@ -184,7 +187,11 @@ class KernelSandbox:
     def _stop(self) -> None:
         km, kc, self._km, self._kc = self._km, self._kc, None, None
         if kc is not None:
-            kc.stop_channels()
+            # Bounded: after a Ctrl-C inside a zmq call during start, the client's context.term()
+            # can wait forever for a socket it will never see closed (seen: a hung `analyst run`).
+            stopper = threading.Thread(target=kc.stop_channels, name="stop-channels", daemon=True)
+            stopper.start()
+            stopper.join(_STOP_CHANNELS_S)
         if km is not None:
             try:
                 if km.has_kernel:
@@ -392,6 +399,7 @@ class KernelSandbox:
 
 
 _SIGNALS = {s.value for s in signal.Signals}
+_STOP_CHANNELS_S = 5.0
 
 
 def _user_tasks() -> int:
