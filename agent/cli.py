@@ -83,6 +83,7 @@ def run(
         max_turns=max_turns, time_budget_s=time_budget, cell_timeout_s=cell_timeout, generation=generation
     )
     out_dir = out_dir or default_out_dir(question)
+    raise_on_sigterm()
     try:
         from agent.preview import check_writable
 
@@ -90,7 +91,10 @@ def run(
         model_backend = _make_backend(backend, model, base_url)
     except (InputError, BackendError) as exc:
         raise click.ClickException(str(exc)) from None
-    raise_on_sigterm()
+    except KeyboardInterrupt:
+        # Loading a model can take a while (the first run assembles it); nothing is written yet.
+        click.echo("interrupted while loading the model; nothing was run", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     callbacks = None if quiet or as_json else _progress(max_turns)
     result = analyze([], question, out_dir, model_backend, config, callbacks=callbacks, inputs=files)
     _finish(result, as_json, quiet)

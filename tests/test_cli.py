@@ -93,6 +93,18 @@ def test_no_report_exits_3(tmp_path, small_csv):
     assert result.exit_code == 3
 
 
+def test_ctrl_c_while_the_model_loads_exits_130(tmp_path, small_csv, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("agent.cli._make_backend", interrupted)
+    out = tmp_path / "o"
+    result = CliRunner().invoke(main, ["run", str(small_csv), "q", "--out", str(out), "--quiet"])
+    assert result.exit_code == 130, result.output
+    assert "interrupted while loading the model" in result.output
+    assert not (out / "trajectory.jsonl").exists()
+
+
 def test_replay_prints_the_run(tmp_path, small_csv, script):
     out = tmp_path / "out"
     CliRunner().invoke(

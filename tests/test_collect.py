@@ -33,9 +33,9 @@ def _scripted(prepared, seed: int) -> ScriptedBackend:
         2: [MEAN_CODE] * 6,  # never reports before the turn limit
         3: [MEAN_CODE, _report_from_output],  # the same conversation as seed 0
         # right in the end, but only after failing three times and being asked for the report
-        4: [MEAN_CODE] + ["```python\nprint(df['mass'].mean())\n```"] * 3 + [
-            "## Final Report\n- The mean body mass is @mean_mass[4201.8] grams."
-        ],
+        4: [MEAN_CODE]
+        + ["```python\nprint(df['mass'].mean())\n```"] * 3
+        + ["## Final Report\n- The mean body mass is @mean_mass[4201.8] grams."],
     }[seed]
     return ScriptedBackend(replies)
 
