@@ -1,10 +1,17 @@
 import os
+import signal
 
 import pandas as pd
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# A shell without job control starts background jobs with SIGINT ignored, and an ignored signal stays
+# ignored across exec: the Ctrl-C tests (and the `analyst` processes they start) would never see it.
+# A Python handler is reset to the default on exec, so the children get a normal SIGINT too.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
