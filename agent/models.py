@@ -140,8 +140,8 @@ def _shipped_tuned() -> ResolvedModel | None:
 
 # Tuned models that ``default`` tries, in order, before the base; each finder returns None when its
 # artifact is absent. Empty: the shipped adapter (agent/tuned/, ``--model tuned``) beats the base on the
-# held-out closed tasks but loops on the bundled open-ended example, so it is not the default yet
-# (docs/RESULTS.md). Appending ``_shipped_tuned`` here makes it the default.
+# held-out tasks but writes a poor report on the bundled open-ended example, so it is not the default
+# yet (docs/RESULTS.md). Appending ``_shipped_tuned`` here makes it the default.
 SHIPPED: list[Callable[[], ResolvedModel | None]] = []
 
 

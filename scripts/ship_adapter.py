@@ -1,9 +1,9 @@
-"""Put a trained LoRA adapter into the package as the tuned default model (agent/tuned/).
+"""Put a trained LoRA adapter into the package as the tuned model (agent/tuned/, ``--model tuned``).
 
     python scripts/ship_adapter.py runs/tuned-lora --model-id analyst-tuned-0.5b-v1
 
 Copies the adapter config (its base set to ``base``, the bundled Qwen2.5-Coder-0.5B-Instruct), stores
-the weights as fp16 (half the bytes; LoRA deltas lose nothing that matters at Q4_K_M), and writes
+the weights as fp16 (half the bytes; the GGUF built from them is Q8_0, coarser still), and writes
 manifest.json with the adapter's sha256, the training config and data stats from the adapter dir. The
 tokenizer is left out: it is the base model's. Maintainers run this; `analyst run` then builds the
 GGUF from it once per machine (agent/shipped.py).

@@ -1,7 +1,8 @@
 """Where a reply should end early: stop strings, and a line the model keeps repeating.
 
-The local backends decode token by token and feed the text to a ``StopScanner``; the OpenAI backend
-gets whole replies and cuts them afterwards with the same rules.
+The local backends decode token by token and feed the text to a ``StopScanner``, so they stop as
+soon as a rule fires; replies that arrive whole (a server, a script) are cut afterwards by the loop
+with ``repetition_cut``.
 """
 
 from __future__ import annotations
