@@ -185,12 +185,21 @@ class ExpertBackend(OpenAnalysis):
             self._note_open(observation)
 
     def _rows_sentence(self) -> str:
-        gaps = self.facts["missing"]
-        text = f"The file has {self.facts['rows']} rows and {self.facts['ncols']} columns"
-        if gaps:
-            shown = ", ".join(f"{name} ({count})" for name, count in gaps[:3])
-            text += f"; missing values in {shown}"
-        return text + ". "
+        """What the inspection showed, in one of several wordings, or nothing at all (a third of the
+        runs): a single fixed sentence here was copied by the tuned model, numbers made up included."""
+        if self.rng.random() < 0.35:
+            return ""
+        rows, ncols, gaps = self.facts["rows"], self.facts["ncols"], self.facts["missing"][:3]
+        counted = ", ".join(f"{name} ({count})" for name, count in gaps)
+        missing = ", ".join(f"{name} has {count} missing" for name, count in gaps)
+        names = ", ".join(name for name, _ in gaps)
+        wordings = [
+            f"The file has {rows} rows and {ncols} columns"
+            + (f"; missing values in {counted}" if gaps else ""),
+            f"{rows} rows loaded" + (f"; {missing}" if gaps else ", and nothing is missing"),
+            "The columns look as expected" + (f", with gaps in {names}" if gaps else ""),
+        ]
+        return self.rng.choice(wordings) + ". "
 
     def _rows_note(self) -> str:
         """The size sentence, said once, in the reply right after the inspection."""
@@ -251,7 +260,7 @@ class ExpertBackend(OpenAnalysis):
     def _compute(self, typo: bool = False) -> Move:
         body = code.comment_reference(self.reference, self.rng)
         slip = self._typo() if typo else None
-        prints = code.answer_prints(self.answer_names, dict([slip]) if slip else None)
+        prints = code.answer_prints(self.task.answers, dict([slip]) if slip else None)
         prose = phrase(self.rng, "compute", rows_note=self._rows_note())
         move = Move("compute", prose, f"{body}\n\n{prints}")
         if slip is not None:
@@ -259,7 +268,7 @@ class ExpertBackend(OpenAnalysis):
             move.fix = lambda: Move(
                 "typo_fix",
                 phrase(self.rng, "typo_fix", name=name, typo=wrong),
-                code.answer_prints(self.answer_names),
+                code.answer_prints(self.task.answers),
             )
         return move
 
@@ -267,11 +276,11 @@ class ExpertBackend(OpenAnalysis):
         body = code.comment_reference(self.reference, self.rng)
         chart, words = self._closed_chart()
         prose = phrase(self.rng, "compute_plot", rows_note=self._rows_note(), words=words)
-        return Move("compute_plot", prose, f"{body}\n\n{code.answer_prints(self.answer_names)}\n\n{chart}")
+        return Move("compute_plot", prose, f"{body}\n\n{code.answer_prints(self.task.answers)}\n\n{chart}")
 
     def _compute_plain(self) -> Move:
         prose = "That did not run as written. Running the computation step by step, exactly as planned:"
-        return Move("compute_retry", prose, f"{self.reference}\n\n{code.answer_prints(self.answer_names)}")
+        return Move("compute_retry", prose, f"{self.reference}\n\n{code.answer_prints(self.task.answers)}")
 
     def _plot(self) -> Move:
         if not self.closed:
@@ -300,7 +309,7 @@ class ExpertBackend(OpenAnalysis):
         intro = phrase(self.rng, "report_intro")
         if intro:
             lines += [intro, ""]
-        if "rows" in self.facts:
+        if "rows" in self.facts and (not self.closed or self.rng.random() < 0.5):
             lines.append("- Data: " + self._data_line())
         lines += self._answer_lines() if self.closed else self._finding_lines()
         if "chart" in self.facts:

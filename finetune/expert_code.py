@@ -115,10 +115,20 @@ def comment_reference(code: str, rng: random.Random) -> str:
     return "\n".join(out)
 
 
-def answer_prints(names: list[str], typo: dict[str, str] | None = None) -> str:
-    """One ``print`` per answer, ``name = value``; ``typo`` swaps in a misspelt variable."""
+def answer_prints(answers: list, typo: dict[str, str] | None = None) -> str:
+    """One ``print`` per answer, ``name = value``, numbers already rounded as the task asks, so the
+    report copies the printed digits instead of rounding in its head; ``typo`` swaps in a misspelt
+    variable."""
     typo = typo or {}
-    return "\n".join(f'print("{n} =", {typo.get(n, n)})' for n in names)
+    lines = []
+    for answer in answers:
+        name = answer.name
+        value = typo.get(name, name)
+        decimals = getattr(answer, "decimals", None)
+        if getattr(answer, "kind", "number") == "number" and decimals:
+            value = f"round({value}, {decimals})"
+        lines.append(f'print("{name} =", {value})')
+    return "\n".join(lines)
 
 
 def misspell(name: str, rng: random.Random, taken: set[str]) -> str | None:
