@@ -44,6 +44,9 @@ class CollectConfig:
     samples: int = field(default=1, metadata={"help": "runs per task, each with its own seed"})
     workers: int = field(default=1, metadata={"help": "runs in parallel (one kernel each)"})
     tasks: str = field(default="*", metadata={"help": "glob on task ids, e.g. 'penguins/*'"})
+    drills: int = field(
+        default=0, metadata={"help": "generated questions added per dataset (finetune.drills)"}
+    )
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature of a model teacher"})
     max_turns: int = field(default=12, metadata={"help": "turn limit per run"})
     overwrite: bool = field(default=False, metadata={"help": "replace a dataset already in --out"})
@@ -84,15 +87,28 @@ def select_tasks(config: CollectConfig) -> list[Any]:
             "held-out tasks must never become training data"
         )
     specs = [spec for spec in load_suite() if spec.split == TRAIN_SPLIT]
-    matching = [t for spec in specs for t in spec.tasks if fnmatch.fnmatch(t.id, config.tasks)]
-    if not matching:
-        raise CollectError(f"no train task matches {config.tasks!r}")
     cache = config.cache or default_cache()
     chosen = []
     for spec in specs:
-        if any(t.dataset == spec.name for t in matching):
-            chosen += [p for p in prepared_tasks(spec, cache) if fnmatch.fnmatch(p.task.id, config.tasks)]
+        if not _may_match(spec, config):
+            continue  # nothing of this dataset can match: do not prepare it
+        prepared = prepared_tasks(spec, cache)
+        if config.drills and prepared:
+            from finetune.drills import prepared_drills
+
+            prepared += prepared_drills(spec, prepared[0].csv_path, config.drills)
+        chosen += [p for p in prepared if fnmatch.fnmatch(p.task.id, config.tasks)]
+    if not chosen:
+        raise CollectError(f"no train task matches {config.tasks!r}")
     return [assert_train(p) for p in chosen]
+
+
+def _may_match(spec: Any, config: CollectConfig) -> bool:
+    """Whether a task of ``spec``, or one of its drills (ids not known before they are made), matches."""
+    if any(fnmatch.fnmatch(t.id, config.tasks) for t in spec.tasks):
+        return True
+    dataset, slash, _ = config.tasks.partition("/")
+    return bool(config.drills) and (not slash or fnmatch.fnmatch(spec.name, dataset))
 
 
 def assert_train(prepared: Any) -> Any:

@@ -29,6 +29,13 @@ TEACHERS = ["expert", "openai", "llamacpp", "transformers", "auto"]
 @click.option(
     "--tasks", "pattern", default="*", show_default=True, help="glob on task ids, e.g. 'penguins/*'"
 )
+@click.option(
+    "--drills",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 50),
+    help="generated questions added per dataset (group means, shares, correlations, ...)",
+)
 @click.option("--temperature", default=0.7, show_default=True, help="sampling temperature of a model teacher")
 @click.option("--max-turns", default=12, show_default=True, type=click.IntRange(1, 200))
 @click.option("--overwrite", is_flag=True, help="replace a dataset already in --out")

@@ -94,6 +94,7 @@ def build_stats(
         "runs_detail": [
             {
                 "task": s.task_id,
+                "kind": s.kind,
                 "seed": s.seed,
                 "verdict": s.verdict,
                 "detail": s.detail,

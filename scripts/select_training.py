@@ -6,7 +6,7 @@ token budget, so that a LoRA epoch fits a CPU's afternoon.
 Deterministic. Per task it keeps one kept run: for every `--fix-every`-th task (in id order) the
 shortest run in which the model made a mistake and fixed it, otherwise the shortest run. Open tasks
 fill up to `--open-share` of the budget, then closed tasks (they carry the `@name[value]` answers the
-eval scores) the rest, each group in id order. Writes OUT/train.jsonl and OUT/selection.json (what was taken).
+eval scores) the rest; within each group the datasets take turns, so every dataset is represented. Writes OUT/train.jsonl and OUT/selection.json (what was taken).
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(kept) != len(lines):
         sys.exit(f"error: {len(kept)} kept runs in stats.json but {len(lines)} lines in train.jsonl")
 
-    kind = {task.id: task.kind for spec in load_suite() for task in spec.tasks}
+    # Drills (`collect --drills`) are generated, so the task files do not list them: all are closed.
+    suite = {task.id: task.kind for spec in load_suite() for task in spec.tasks}
+    kind = {run["task"]: run.get("kind") or suite.get(run["task"], "closed") for run in kept}
     by_task: dict[str, list[tuple[dict, str]]] = defaultdict(list)
     for run, line in zip(kept, lines, strict=True):
         by_task[run["task"]].append((run, line))
@@ -45,6 +47,16 @@ def main(argv: list[str] | None = None) -> int:
         runs = sorted(by_task[task_id], key=lambda pair: (pair[0]["tokens"], pair[0]["seed"]))
         fixed = [pair for pair in runs if pair[0]["errors"] > 0]
         picks.append(fixed[0] if fixed and n % args.fix_every == 0 else runs[0])
+
+    # Datasets take turns (each one's first task, then each one's second, ...), so that a budget
+    # smaller than the collection still spreads over every dataset instead of the first in id order.
+    rank: dict[str, int] = defaultdict(int)
+    order = []
+    for run, line in picks:
+        dataset = run["task"].split("/")[0]
+        order.append((rank[dataset], dataset, run["task"], run, line))
+        rank[dataset] += 1
+    picks = [(run, line) for *_, run, line in sorted(order, key=lambda item: item[:3])]
 
     taken, total = [], 0
     for group, budget in (("open", args.budget * args.open_share), ("closed", args.budget)):

@@ -1,0 +1,353 @@
+"""Drills: closed questions generated from a train dataset's own columns, to widen what the expert
+teaches.
+
+The task files hold about five hand-written questions per dataset, so the expert's trajectories show
+the model only a hundred distinct computations; the tuned model then reuses their shape (group, take
+the mean, draw a bar chart) where a held-out question needs a filter, a threshold or a correlation.
+Drills add questions of the kinds analysts ask of any table, filled in with the dataset's columns and
+values: the group with the highest mean, the mean within one group or above a threshold, a share, a
+count, a correlation, the strongest correlate, a yearly mean, the row with the largest value, the most
+common value. Each drill is an ordinary ``Task`` with reference code; its expected answers are computed
+by the same reference runner as the task files', so collect verifies drill runs exactly like the rest.
+
+Only train-split datasets are drilled; ``collect`` refuses anything else before this module is used.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from eval_datasets.prepare import PreparedTask, run_references
+from eval_datasets.schema import Answer, DatasetSpec, Task
+
+ID_WORDS = re.compile(r"(^|_)(id|rownames|index|unnamed.*)$", re.IGNORECASE)
+Drill = tuple[str, str, list[Answer], str]  # slug, question, answers, computation (after the read)
+
+
+class Columns:
+    """The columns of one frame, sorted into the roles a drill needs."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+        usable = [c for c in frame.columns if not ID_WORDS.search(str(c)) and str(c).isprintable()]
+        self.numeric = [c for c in usable if _is_number(frame[c]) and frame[c].nunique() > 10]
+        self.groups = [c for c in usable if _is_group(frame[c])]
+        self.labels = [
+            c for c in usable if _is_text(frame[c]) and frame[c].nunique() > 0.8 * frame[c].notna().sum() > 5
+        ]
+        self.years = [c for c in usable if _year_of(frame[c]) is not None]
+        self.gappy = [c for c in usable if 0 < frame[c].isna().sum() < len(frame)]
+
+    def levels(self, col: str, rng: random.Random, k: int) -> list:
+        """``k`` group values with at least five rows each, in a random order."""
+        counts = self.frame[col].value_counts()
+        common = [v for v, n in counts.items() if n >= 5]
+        return rng.sample(common, k) if len(common) >= k else []
+
+
+def _is_number(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def _is_group(series: pd.Series) -> bool:
+    counts = series.value_counts()
+    return 2 <= len(counts) <= 12 and counts.min() >= 5 and _is_text(series)
+
+
+def _is_text(series: pd.Series) -> bool:
+    return pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
+
+
+def _year_of(series: pd.Series) -> pd.Series | None:
+    """The year of each row when the column is a year number or a date, else None."""
+    name = str(series.name).lower()
+    if _is_number(series) and name in {"year", "yr"} and series.between(1000, 3000).all():
+        return series.astype(int)
+    if _is_text(series) and any(w in name for w in ("date", "time", "day", "month")):
+        with warnings.catch_warnings():  # mixed formats fall back to dateutil: fine for a year
+            warnings.simplefilter("ignore", UserWarning)
+            parsed = pd.to_datetime(series, errors="coerce")
+        if parsed.notna().mean() > 0.95:
+            return parsed.dt.year
+    return None
+
+
+def ident(text: object) -> str:
+    """A Python identifier made from a column name or a value: ``Sepal.Length`` -> ``sepal_length``."""
+    word = re.sub(r"[^0-9a-zA-Z]+", "_", str(text)).strip("_").lower() or "value"
+    return f"v_{word}" if word[0].isdigit() else word
+
+
+def _value(value: object) -> str:
+    """A group value as a Python literal for the code (numpy scalars become plain numbers)."""
+    return repr(value.item() if hasattr(value, "item") else value)
+
+
+def _number(name: str, decimals: int, unit: str = "") -> Answer:
+    return Answer(name=name, decimals=decimals, unit=unit)
+
+
+def _text(name: str) -> Answer:
+    return Answer(name=name, kind="text")
+
+
+def _report(answers: list[Answer]) -> str:
+    """The question's tail naming each answer, in the style of the task files."""
+    parts = [f"@{a.name}[{'name' if a.kind == 'text' else 'value'}]" for a in answers]
+    named = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
+    decimals = {a.decimals for a in answers if a.kind == "number"}
+    if len(decimals) == 1 and (d := decimals.pop()) is not None:
+        rounding = "as an integer" if d == 0 else f"rounded to {d} decimal{'s' if d > 1 else ''}"
+        return f"Report {named}, {rounding}."
+    return f"Report {named}."
+
+
+# the drill kinds ---------------------------------------------------------------------------------
+
+
+def best_group(cols: Columns, rng: random.Random) -> Drill | None:
+    if not (cols.groups and cols.numeric):
+        return None
+    cat, num = rng.choice(cols.groups), rng.choice(cols.numeric)
+    high = rng.random() < 0.6
+    word, pick = ("highest", "max") if high else ("lowest", "min")
+    answers = [_text(ident(cat)), _number(f"mean_{ident(num)}", 2)]
+    question = f"Which {cat} has the {word} mean {num}, and what is that mean? {_report(answers)}"
+    code = (
+        f"means = df.groupby({cat!r})[{num!r}].mean()\n"
+        f"{answers[0].name} = means.idx{pick}()\n"
+        f"{answers[1].name} = means.{pick}()"
+    )
+    return f"{word}-mean-{ident(num)}-by-{ident(cat)}", question, answers, code
+
+
+def group_means(cols: Columns, rng: random.Random) -> Drill | None:
+    if not (cols.groups and cols.numeric):
+        return None
+    cat, num = rng.choice(cols.groups), rng.choice(cols.numeric)
+    levels = cols.levels(cat, rng, 2)
+    if not levels:
+        return None
+    stat = rng.choice(["mean", "mean", "median"])
+    answers = [_number(f"{stat}_{ident(v)}", 2) for v in levels]
+    if answers[0].name == answers[1].name:
+        return None
+    question = (
+        f"What is the {stat} {num} for rows with {cat} = {levels[0]} and for rows with {cat} = {levels[1]}? "
+        f"{_report(answers)}"
+    )
+    code = "\n".join(
+        f"{a.name} = df.loc[df[{cat!r}] == {_value(v)}, {num!r}].{stat}()"
+        for a, v in zip(answers, levels, strict=True)
+    )
+    return f"{stat}-{ident(num)}-two-{ident(cat)}", question, answers, code
+
+
+def threshold_means(cols: Columns, rng: random.Random) -> Drill | None:
+    if len(cols.numeric) < 2:
+        return None
+    by, num = rng.sample(cols.numeric, 2)
+    cut = float(cols.frame[by].median())
+    cut = round(cut) if abs(cut) >= 10 else round(cut, 1)
+    answers = [_number("above", 2), _number("below", 2)]
+    question = (
+        f"What is the mean {num} for rows with {by} >= {cut} and for rows with {by} < {cut}? "
+        f"Report @above[value] (for {by} >= {cut}) and @below[value], rounded to 2 decimals."
+    )
+    code = (
+        f"above = df.loc[df[{by!r}] >= {cut}, {num!r}].mean()\n"
+        f"below = df.loc[df[{by!r}] < {cut}, {num!r}].mean()"
+    )
+    return f"{ident(num)}-above-below-{ident(by)}", question, answers, code
+
+
+def share(cols: Columns, rng: random.Random) -> Drill | None:
+    if not cols.groups:
+        return None
+    cat = rng.choice(cols.groups)
+    level = cols.levels(cat, rng, 1)
+    if not level:
+        return None
+    answers = [_number("pct", 1, "percent")]
+    question = f"What percentage of the rows have {cat} equal to {level[0]}? {_report(answers)}"
+    code = f"pct = (df[{cat!r}] == {_value(level[0])}).mean() * 100"
+    return f"share-{ident(cat)}-{ident(level[0])}", question, answers, code
+
+
+def count_above(cols: Columns, rng: random.Random) -> Drill | None:
+    if not cols.numeric:
+        return None
+    num = rng.choice(cols.numeric)
+    cut = float(cols.frame[num].quantile(rng.choice([0.25, 0.75, 0.9])))
+    cut = round(cut) if abs(cut) >= 10 else round(cut, 2)
+    answers = [_number("count", 0)]
+    question = f"How many rows have {num} greater than {cut}? Report @count[value]."
+    code = f"count = int((df[{num!r}] > {cut}).sum())"
+    return f"count-{ident(num)}-above", question, answers, code
+
+
+def correlation(cols: Columns, rng: random.Random) -> Drill | None:
+    if len(cols.numeric) < 2:
+        return None
+    a, b = rng.sample(cols.numeric, 2)
+    answers = [_number("corr", 3)]
+    slug = "corr-" + "-".join(sorted([ident(a), ident(b)]))  # a~b and b~a are one drill
+    question = f"What is the Pearson correlation between {a} and {b}? {_report(answers)}"
+    code = f"corr = df[{a!r}].corr(df[{b!r}])"
+    return slug, question, answers, code
+
+
+def strongest(cols: Columns, rng: random.Random) -> Drill | None:
+    if len(cols.numeric) < 3:
+        return None
+    target = rng.choice(cols.numeric)
+    answers = [_text("column"), _number("corr", 3)]
+    question = (
+        f"Which other numeric column has the strongest absolute Pearson correlation with {target}, and "
+        f"what is that correlation (with its sign)? {_report(answers)}"
+    )
+    code = (
+        f"r = df.corr(numeric_only=True)[{target!r}].drop({target!r}).dropna()\n"
+        "column = r.abs().idxmax()\n"
+        "corr = r[column]"
+    )
+    return f"strongest-with-{ident(target)}", question, answers, code
+
+
+def yearly(cols: Columns, rng: random.Random) -> Drill | None:
+    if not (cols.years and cols.numeric):
+        return None
+    col = rng.choice(cols.years)
+    num = rng.choice([c for c in cols.numeric if c != col] or [None])
+    if num is None:
+        return None
+    years = sorted(_year_of(cols.frame[col]).value_counts().loc[lambda s: s >= 3].index)
+    if len(years) < 2:
+        return None
+    first, last = sorted(rng.sample(years, 2))
+    answers = [_number(f"mean_{first}", 2), _number(f"mean_{last}", 2)]
+    question = f"What was the mean {num} in {first} and in {last}? {_report(answers)}"
+    year = f"df[{col!r}]" if _is_number(cols.frame[col]) else f"pd.to_datetime(df[{col!r}]).dt.year"
+    code = (
+        f"year = {year}\n"
+        f"{answers[0].name} = df.loc[year == {first}, {num!r}].mean()\n"
+        f"{answers[1].name} = df.loc[year == {last}, {num!r}].mean()"
+    )
+    return f"{ident(num)}-in-{first}-and-{last}", question, answers, code
+
+
+def top_row(cols: Columns, rng: random.Random) -> Drill | None:
+    if not (cols.labels and cols.numeric):
+        return None
+    label, num = rng.choice(cols.labels), rng.choice(cols.numeric)
+    if cols.frame[num].nlargest(2).nunique() < 2:  # a tie at the top has no single answer
+        return None
+    answers = [_text(ident(label)), _number(ident(num), 2)]
+    question = f"Which {label} has the highest {num}, and what is its {num}? {_report(answers)}"
+    code = (
+        f"row = df.loc[df[{num!r}].idxmax()]\n"
+        f"{answers[0].name} = row[{label!r}]\n"
+        f"{answers[1].name} = row[{num!r}]"
+    )
+    return f"top-{ident(label)}-by-{ident(num)}", question, answers, code
+
+
+def most_common(cols: Columns, rng: random.Random) -> Drill | None:
+    if not cols.groups:
+        return None
+    cat = rng.choice(cols.groups)
+    counts = cols.frame[cat].value_counts()
+    if counts.iloc[0] == counts.iloc[1]:
+        return None
+    answers = [_text(ident(cat)), _number("rows", 0)]
+    question = f"What is the most common {cat}, and how many rows have it? {_report(answers)}"
+    code = (
+        f"counts = df[{cat!r}].value_counts()\n{answers[0].name} = counts.idxmax()\nrows = int(counts.max())"
+    )
+    return f"most-common-{ident(cat)}", question, answers, code
+
+
+def gaps(cols: Columns, rng: random.Random) -> Drill | None:
+    if not cols.gappy:
+        return None
+    col = rng.choice(cols.gappy)
+    answers = [_number("missing", 0), _number("pct_missing", 1, "percent")]
+    question = (
+        f"How many values of {col} are missing, and what percentage of the rows is that? "
+        "Report @missing[value] and @pct_missing[value] rounded to 1 decimal."
+    )
+    code = f"missing = int(df[{col!r}].isna().sum())\npct_missing = missing / len(df) * 100"
+    return f"missing-{ident(col)}", question, answers, code
+
+
+KINDS: list[Callable[[Columns, random.Random], Drill | None]] = [
+    best_group,
+    group_means,
+    threshold_means,
+    share,
+    count_above,
+    correlation,
+    strongest,
+    yearly,
+    top_row,
+    most_common,
+    gaps,
+]
+
+
+def drill_tasks(spec: DatasetSpec, frame: pd.DataFrame, count: int, seed: int = 0) -> list[Task]:
+    """Up to ``count`` distinct drills for one dataset, their kinds spread as evenly as the columns allow."""
+    rng = random.Random(f"{spec.name}:{seed}")
+    cols = Columns(frame)
+    read = f"import pandas as pd\ndf = pd.read_csv({spec.csv!r})\n"
+    tasks: dict[str, Task] = {}
+    for _ in range(count * 6):
+        if len(tasks) >= count:
+            break
+        kinds = rng.sample(KINDS, len(KINDS))
+        for kind in kinds:
+            drill = kind(cols, rng)
+            if drill is None:
+                continue
+            slug, question, answers, code = drill
+            slug = "drill-" + re.sub(r"[^a-z0-9-]+", "-", slug.replace("_", "-").lower()).strip("-")[:60]
+            task_id = f"{spec.name}/{slug}"
+            if task_id not in tasks:
+                tasks[task_id] = Task(
+                    id=task_id,
+                    dataset=spec.name,
+                    kind="closed",
+                    question=question,
+                    answers=answers,
+                    reference_code=read + code + "\n",
+                )
+                break
+    return list(tasks.values())
+
+
+def prepared_drills(spec: DatasetSpec, csv_path: Path, count: int, seed: int = 0) -> list[PreparedTask]:
+    """Drills with their expected answers; a drill whose answer is not a finite value is left out."""
+    tasks = drill_tasks(spec, pd.read_csv(csv_path), count, seed)
+    jobs = [
+        {"folder": str(csv_path.parent), "code": t.reference_code, "names": [a.name for a in t.answers]}
+        for t in tasks
+    ]
+    prepared = []
+    for task, output in zip(tasks, run_references(jobs), strict=True):
+        values = output.get("values")
+        if values is None or not all(_sound(values[a.name], a) for a in task.answers):
+            continue
+        prepared.append(PreparedTask(task=task, split=spec.split, csv_path=csv_path, expected=values))
+    return prepared
+
+
+def _sound(value: float | str, answer: Answer) -> bool:
+    if answer.kind == "text":
+        return isinstance(value, str) and value.strip() != ""
+    return isinstance(value, float) and value == value and abs(value) != float("inf")
