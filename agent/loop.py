@@ -65,10 +65,13 @@ class _CodeRunner:
         self.outputs: dict[str, tuple[int, str]] = {}  # cell -> (turn it last ran, its output)
         self.errors = 0
         self.successes = 0
+        self.seen: list[str] = []  # every output so far, to check the report's answers against
+        self.checked = False  # a report goes back for an answer check at most once per run
 
     def run(self, code: str, turn: int) -> tuple[ExecutionResult, str]:
         result = self.sandbox.execute(code, timeout=self.config.cell_timeout_s)
         observation = result.observation(self.config.observation_chars)
+        self.seen.append(observation)
         key = code.strip()
         earlier = self.outputs.get(key)
         self.outputs[key] = (turn, observation)
@@ -169,10 +172,16 @@ def _act(reply: Reply, turn: int, runner: _CodeRunner, history: list[Step], conf
         completion_tokens=reply.completion_tokens,
     )
     if report is not None and (code is None or _code_only_inside(text, report)):
-        if runner.successes:
-            return step
-        # A report before any cell ran cannot rest on the data: small models do this on turn 1.
-        return _nudge(step, history, prompts.NUDGE_PREMATURE_REPORT)
+        if not runner.successes:
+            # A report before any cell ran cannot rest on the data: small models do this on turn 1.
+            return _nudge(step, history, prompts.NUDGE_PREMATURE_REPORT)
+        unsupported = prompts.ungrounded_answers(report, runner.seen)
+        if unsupported and not runner.checked and not runner.stuck:
+            # Answers that no output supports were made up or mis-copied: one chance to compute them.
+            runner.checked = True
+            step.step_kind = "check"
+            step.observation = prompts.CHECK_ANSWERS.format(answers=", ".join(unsupported))
+        return step
     if code is None:
         return _nudge(step, history, prompts.NUDGE_NO_CODE)
     callbacks.on_execute(turn, code)

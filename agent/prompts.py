@@ -47,6 +47,11 @@ WRAP_UP_STUCK = (
     "starting with '## Final Report', from the outputs you already have."
 )
 
+CHECK_ANSWERS = (
+    "Check these answers before you finish: {answers}. They match no number or name in the outputs so "
+    "far. Print them with code first (rounded as asked), then send the final report again."
+)
+
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 _REPORT_HEADING = re.compile(r"^\s*#{1,6}\s*final\s+report\b.*$", re.IGNORECASE | re.MULTILINE)
 _ANSWER = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)\[([^\[\]\n]*)\]")
@@ -78,6 +83,37 @@ def extract_report(text: str) -> str | None:
 def parse_answers(text: str) -> dict[str, str]:
     """``@name[value]`` pairs in order; a later value for the same name wins."""
     return {name: value.strip() for name, value in _ANSWER.findall(text)}
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def ungrounded_answers(report: str, outputs: list[str]) -> list[str]:
+    """The ``@name[value]`` answers of a report that nothing printed so far supports, as written.
+
+    A number is supported when some printed number rounds to it at the precision it is written with
+    (``28.30`` is supported by ``28.2979``, ``28.39`` is not); a name when it occurs in an output.
+    Placeholders (``...``, ``value``) are never supported.
+    """
+    printed = "\n".join(outputs)
+    numbers = [float(n) for n in _NUMBER.findall(printed)]
+    missing = []
+    for name, raw in _ANSWER.findall(report):
+        value = raw.strip().strip("'\"`").rstrip("%").replace(",", "").strip()
+        if not value or value.strip(". ") == "" or value.lower() in ("value", "name", "code"):
+            missing.append(f"@{name}[{raw.strip()}]")
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            if value.lower() not in printed.lower():
+                missing.append(f"@{name}[{raw.strip()}]")
+            continue
+        places = len(value.split(".", 1)[1]) if "." in value and "e" not in value.lower() else 0
+        slack = 0.5 * 10.0**-places * (1 + 1e-6) + 1e-12
+        if not any(abs(n - number) <= slack for n in numbers):
+            missing.append(f"@{name}[{raw.strip()}]")
+    return list(dict.fromkeys(missing))
 
 
 def first_user_message(question: str, previews: list[str]) -> str:

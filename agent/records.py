@@ -20,7 +20,8 @@ from pydantic import BaseModel, Field, TypeAdapter
 from sandbox.result import ExecutionResult
 
 Role = Literal["system", "user", "assistant"]
-StepKind = Literal["code", "report", "no_code", "nudge"]
+# "check": a report sent back once because some of its @name[value] answers match nothing printed
+StepKind = Literal["code", "report", "no_code", "nudge", "check"]
 Status = Literal[
     "report",  # finished with a final report
     "max_turns",

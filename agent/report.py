@@ -132,6 +132,8 @@ def summarize(step: Step) -> str:
     """A one-line account of a step: the model's first words, else the first line of its code."""
     if step.step_kind == "report":
         return "Wrote the final report."
+    if step.step_kind == "check":
+        return "Drafted the report; sent back to compute answers that no output showed."
     for line in prose(step.model_text).splitlines():
         line = line.strip().lstrip("#>*- ").strip()
         if line:

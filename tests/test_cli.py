@@ -23,7 +23,7 @@ REPLIES = [
     "print('magic', 2 * (df.price * df.sales).sum())\n```",
     "```python\nimport matplotlib.pyplot as plt\ndf.groupby('city').sales.sum().plot.bar(title='Sales by city')\n"
     "plt.show()\n```",
-    "## Final Report\n- Sales peak in Kyiv.\n@magic[see output]",
+    f"## Final Report\n- Sales peak in Kyiv.\n@magic[{MAGIC}]",
 ]
 
 

@@ -29,7 +29,8 @@ def _report_from_output(messages):
 def _scripted(prepared, seed: int) -> ScriptedBackend:
     replies = {
         0: [MEAN_CODE, _report_from_output],  # right answer
-        1: [MEAN_CODE, "## Final Report\n- The mean body mass is @mean_mass[1.0]."],  # wrong answer
+        # a wrong answer, kept after the loop's answer check sent the report back once
+        1: [MEAN_CODE] + ["## Final Report\n- The mean body mass is @mean_mass[1.0]."] * 2,
         2: [MEAN_CODE] * 6,  # never reports before the turn limit
         3: [MEAN_CODE, _report_from_output],  # the same conversation as seed 0
         # right in the end, but only after failing three times and being asked for the report

@@ -14,7 +14,8 @@ CODE = '```python\nimport pandas as pd\ndf = pd.read_csv(__import__("glob").glob
 
 
 def _script(path: Path, report: str) -> Path:
-    path.write_text(json.dumps([CODE, "## Final Report\n" + report]), encoding="utf-8")
+    # The report twice: answers no output shows are sent back once by the loop's answer check.
+    path.write_text(json.dumps([CODE] + ["## Final Report\n" + report] * 2), encoding="utf-8")
     return path
 
 

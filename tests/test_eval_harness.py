@@ -57,7 +57,8 @@ TASKS = [
 ]
 SUMS_REPLIES = [
     f'```python\n{READ}print(df["x"].sum(), len(df))\n```',
-    "## Final Report\nThe column sums to 55.\n@total[55]\n@rows[11]",  # rows is wrong on purpose
+    # rows is wrong on purpose: a number the kernel printed (so no answer check), but not the row count
+    "## Final Report\nThe column sums to 55.\n@total[55]\n@rows[55]",
 ]
 EXPLORE_REPLIES = [
     "```python\nprint(undefined_name)\n```",  # an error the run recovers from
@@ -181,7 +182,7 @@ def test_interrupt_stops_the_batch_and_the_task_reruns(
     results = run_eval(tasks, _config(tmp_path), BackendSource(lambda: stopped), RunConfig())
     assert [(r.task_id, r.status) for r in results] == [("toy/mean", "interrupted")], "toy/max never started"
 
-    script = [f'```python\n{READ}print(df["x"].mean())\n```', "## Final Report\n@mean[5.5]"]
+    script = [f'```python\n{READ}print(df["x"].mean(), df["x"].max())\n```', "## Final Report\n@mean[5.5]"]
     resumed = ScriptedBackend(script + script[:1] + ["## Final Report\n@max[10]"])
     results = run_eval(tasks, _config(tmp_path), BackendSource(lambda: resumed), RunConfig())
     assert [(r.task_id, r.status, r.correct) for r in results] == [

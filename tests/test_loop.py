@@ -125,7 +125,7 @@ def test_input_file_is_copied_not_touched(tmp_path, small_csv):
 
 
 def test_code_inside_the_report_is_not_run(tmp_path, small_csv):
-    reply = "## Final Report\nexample:\n```python\nprint(2)\n```\n@x[2]"
+    reply = f"## Final Report\nexample:\n```python\nprint(2)\n```\n@x[{CUBE_SUM}]"
     result, _ = run(tmp_path, small_csv, [CODE, reply])
     assert result.outcome.status == "report" and result.outcome.turns == 2
     assert result.trajectory.steps[1].execution is None
@@ -143,3 +143,19 @@ def test_two_made_up_reports_end_the_run(tmp_path, small_csv):
     made_up = "## Final Report\n- Sales are growing."
     result, _ = run(tmp_path, small_csv, [made_up, made_up, CODE])
     assert result.outcome.status == "no_code" and result.outcome.turns == 2
+
+
+def test_a_report_with_answers_no_output_shows_goes_back_once(tmp_path, small_csv):
+    miscopied = "## Final Report\n- The cube sum is large.\n@cube_sum[41.5]"
+    result, backend = run(tmp_path, small_csv, [CODE, miscopied, CODE, REPORT])
+    assert [s.step_kind for s in result.trajectory.steps] == ["code", "check", "code", "report"]
+    note = backend.calls[2][-1].content
+    assert "@cube_sum[41.5]" in note and "Print them with code" in note
+    assert result.outcome.status == "report" and result.outcome.answers == {"cube_sum": str(CUBE_SUM)}
+
+
+def test_the_answer_check_happens_once_then_the_report_stands(tmp_path, small_csv):
+    miscopied = "## Final Report\n@cube_sum[41.5]"
+    result, _ = run(tmp_path, small_csv, [CODE, miscopied, miscopied, CODE])
+    assert [s.step_kind for s in result.trajectory.steps] == ["code", "check", "report"]
+    assert result.outcome.status == "report" and result.outcome.answers == {"cube_sum": "41.5"}

@@ -29,3 +29,19 @@ def test_close_fence_restores_what_the_stop_string_cut():
     assert prompts.extract_code(prompts.close_fence(cut)) == "print(1)"
     whole = "```python\nprint(1)\n```"
     assert prompts.close_fence(whole) == whole
+
+
+def test_answers_are_checked_against_what_was_printed():
+    outputs = ["mean_hwy = 28.29787234042553\nvehicle_class = compact", "r = -0.7377\ntotal 12051.0"]
+    supported = "@vehicle_class[compact] @mean_hwy[28.30] @mean_hwy[28.3] @r[-0.738] @total[12,051]"
+    assert prompts.ungrounded_answers(supported, outputs) == []
+    made_up = "@mean_hwy[28.39] @vehicle_class[suv] @r[0.738] @x[...] @y[value] @total[12052]"
+    assert prompts.ungrounded_answers(made_up, outputs) == [
+        "@mean_hwy[28.39]",
+        "@vehicle_class[suv]",
+        "@r[0.738]",
+        "@x[...]",
+        "@y[value]",
+        "@total[12052]",
+    ]
+    assert prompts.ungrounded_answers("no answers here", outputs) == []
