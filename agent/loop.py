@@ -180,7 +180,10 @@ def _act(reply: Reply, turn: int, runner: _CodeRunner, history: list[Step], conf
             # Answers that no output supports were made up or mis-copied: one chance to compute them.
             runner.checked = True
             step.step_kind = "check"
-            step.observation = prompts.CHECK_ANSWERS.format(answers=", ".join(unsupported))
+            shown = ", ".join(unsupported[:5]) + (
+                f" and {len(unsupported) - 5} more" if len(unsupported) > 5 else ""
+            )
+            step.observation = prompts.CHECK_ANSWERS.format(answers=shown)
         return step
     if code is None:
         return _nudge(step, history, prompts.NUDGE_NO_CODE)
