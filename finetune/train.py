@@ -62,6 +62,28 @@ def resolve_base(spec: str) -> BaseWeights:
     return BaseWeights(hf_dir=hf_dir, spec=name)
 
 
+def init_adapter_record(adapter: Path) -> dict:
+    """What a LoRA run started from: the adapter's targets (they decide what trains, not
+    ``lora_targets``), its weights' sha256 and, for the shipped adapter, its model id."""
+    from agent.records import file_sha256
+
+    try:
+        config = json.loads((adapter / "adapter_config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"cannot start from adapter {adapter}: {exc}") from exc
+    manifest = adapter / "manifest.json"
+    model_id = json.loads(manifest.read_text()).get("model_id") if manifest.exists() else None
+    weights = adapter / "adapter_model.safetensors"
+    return {
+        "init_adapter": {
+            "path": str(adapter),
+            "model_id": model_id,
+            "sha256": file_sha256(weights) if weights.exists() else None,
+            "target_modules": sorted(config.get("target_modules") or []),
+        }
+    }
+
+
 def continue_shipped(base: str, config: TrainConfig) -> tuple[str, TrainConfig]:
     """LoRA on ``tuned`` (the shipped adapter): keep training that adapter over the untuned base, so
     the result is again one adapter over ``base`` that stays valid on any machine."""
@@ -248,9 +270,11 @@ def train(
     stats.files = [str(f) for f in files]
     out.mkdir(parents=True, exist_ok=True)
     resolved = {**config.to_dict(), "learning_rate": config.resolved_learning_rate()}
-    write_json(
-        out / "train_config.json", {"base": base_model.spec, "config": resolved, "versions": _versions()}
-    )
+    record = {"base": base_model.spec, "config": resolved, "versions": _versions()}
+    if config.mode == "lora" and config.init_adapter:
+        record.update(init_adapter_record(Path(config.init_adapter)))
+        resolved["lora_targets"] = record["init_adapter"]["target_modules"]  # its own, not the defaults
+    write_json(out / "train_config.json", record)
     write_json(out / "data_stats.json", stats.to_dict())
     trainer, printer = build_trainer(model, tokenizer, examples, config, out)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

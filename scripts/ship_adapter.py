@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         "adapter_sha256": file_sha256(args.dest / ADAPTER_FILE),
         "adapter_bytes": (args.dest / ADAPTER_FILE).stat().st_size,
         "parameters": sum(t.numel() for t in tensors.values()),
+        # what the adapter really adapts (train_config's lora_targets are the settings' defaults when
+        # training continued an existing adapter: its own targets decide)
+        "target_modules": sorted(config.get("target_modules") or []),
         "train_config": read("train_config.json"),
         "data_stats": read("data_stats.json"),
         "train_summary": {k: v for k, v in (read("train_summary.json") or {}).items() if k != "log"},

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from agent.records import file_sha256
 from finetune.cli import train_group
 from finetune.config import ConfigError, TrainConfig, load_config
 from finetune.templates import has_markers, shipped_template, strip_markers, training_template
@@ -152,6 +153,11 @@ def test_training_can_start_from_an_existing_adapter(tiny_dir, tmp_path):
     kept = tmp_path / "kept"
     train([data], str(tiny_dir), kept, quick(init_adapter=str(first), learning_rate=0.0))
     assert json.loads((kept / "adapter_config.json").read_text())["r"] == 4  # the adapter's own rank
+    # train_config.json names what the run started from, with the targets that really trained
+    record = json.loads((kept / "train_config.json").read_text())
+    targets = sorted(json.loads((first / "adapter_config.json").read_text())["target_modules"])
+    assert record["init_adapter"]["target_modules"] == targets == record["config"]["lora_targets"]
+    assert record["init_adapter"]["sha256"] == file_sha256(first / "adapter_model.safetensors")
     after = safetensors_dict(kept / "adapter_model.safetensors")
     assert after.keys() == start.keys() and all(torch.equal(after[k], start[k]) for k in start)
     moved = tmp_path / "moved"
