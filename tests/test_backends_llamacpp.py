@@ -153,6 +153,16 @@ def test_prompt_longer_than_the_context_is_a_backend_error(smol) -> None:
         smol.generate(huge, GenerationConfig())
 
 
+@pytest.mark.slow
+def test_the_default_context_stops_at_what_the_model_was_trained_on() -> None:
+    pytest.importorskip("llama_cpp")
+    from agent.backends.llamacpp_backend import DEFAULT_N_CTX, LlamaCppBackend, trained_context
+
+    backend = LlamaCppBackend(str(smollm2_gguf()))  # SmolLM2 was trained with 8,192 tokens of context
+    assert trained_context(backend.llm) == 8192 < DEFAULT_N_CTX
+    assert backend.n_ctx == backend.llm.n_ctx() == 8192
+
+
 def test_default_threads_env_and_passive_openmp(monkeypatch: pytest.MonkeyPatch) -> None:
     from agent.backends import llamacpp_backend
 

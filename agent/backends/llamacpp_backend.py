@@ -51,6 +51,22 @@ def _passive_openmp() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+# Room for a whole run at the default limits: 12 turns of a 512-token reply and an observation of up to
+# 4,000 characters (about 1,300 tokens of numbers) is about 22k tokens at worst, and the runs of the
+# held-out eval reached 10.3k (one overflowed the former 8,192). The KV cache of 16,384 tokens costs the
+# 0.5B model about 100 MB more than 8,192.
+DEFAULT_N_CTX = 16384
+
+
+def trained_context(llm) -> int:
+    """The context length the GGUF says the model was trained with (0 if it does not say)."""
+    arch = llm.metadata.get("general.architecture", "")
+    try:
+        return int(llm.metadata.get(f"{arch}.context_length", 0))
+    except ValueError:
+        return 0
+
+
 class LlamaCppBackend:
     """Generates with llama.cpp in-process; each call only evaluates tokens its KV cache lacks."""
 
@@ -60,7 +76,7 @@ class LlamaCppBackend:
         self,
         model: str | Path | ResolvedModel | None = None,
         *,
-        n_ctx: int = 8192,
+        n_ctx: int | None = None,
         n_threads: int | None = None,
         n_batch: int = 512,
         chat_template: str | None = None,
@@ -78,20 +94,28 @@ class LlamaCppBackend:
 
         threads = n_threads or default_threads()
         self.n_threads = threads
-        try:
-            self.llm = Llama(
-                model_path=str(resolved.path),
-                n_ctx=n_ctx,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_batch=n_batch,
-                lora_path=lora_path,
-                verbose=verbose,
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"llama.cpp cannot load {resolved.path.name}: {exc}") from exc
+
+        def load(context: int) -> Llama:
+            try:
+                return Llama(
+                    model_path=str(resolved.path),
+                    n_ctx=context,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    n_batch=n_batch,
+                    lora_path=lora_path,
+                    verbose=verbose,
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise ModelError(f"llama.cpp cannot load {resolved.path.name}: {exc}") from exc
+
+        self.llm = load(n_ctx or DEFAULT_N_CTX)
+        trained = trained_context(self.llm)
+        if n_ctx is None and 0 < trained < DEFAULT_N_CTX:
+            self.llm.close()
+            self.llm = load(trained)  # not past what the model was trained on (SmolLM2: 8,192)
         self.model_id = resolved.model_id
-        self.n_ctx = n_ctx
+        self.n_ctx = self.llm.n_ctx()
         self.template = chat_template or self.llm.metadata.get("tokenizer.chat_template")
         self._bos = _token_text(self.llm, self.llm.token_bos())
         self._eos = _token_text(self.llm, self.llm.token_eos())
