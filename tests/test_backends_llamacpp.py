@@ -46,7 +46,21 @@ def test_repeated_lines_end_a_reply_after_the_first_copy() -> None:
     cut = repetition_cut(looping, 4)
     assert looping[:cut] == "## Final Report\n- rows: 288\n- The numbers are back."
     assert repetition_cut(looping + "- The numbers are", 4) == cut  # an unfinished line is not counted
-    assert repetition_cut("a\nb\na\nb\na\nb\n", 3) is None and repetition_cut(looping, 0) is None
+    assert repetition_cut(looping, 0) is None
+
+    # Two or three lines in turn are a loop too (seen in a tuned model's report): cut after the first pair.
+    pair = (
+        "## Final Report\n- Unit_price is above the mean (40.41).\n- Unit_price is above the mean (46.34).\n"
+    )
+    head = "## Final Report\n- Unit_price is above the mean (40.41).\n- Unit_price is above the mean (46.34)."
+    assert repetition_cut(pair, 3) is None
+    alternating = (
+        pair + "- Unit_price is above the mean (40.41).\n- Unit_price is above the mean (46.34).\n" * 2
+    )
+    assert alternating[: repetition_cut(alternating, 3)] == head
+    assert repetition_cut("a\nb\na\nb\na\n", 3) is None  # two and a half copies
+    assert repetition_cut("x\n" + "a\nb\nc\n" * 3, 3) == len("x\na\nb\nc")
+    assert repetition_cut("a\nb\nc\nd\n" * 3, 3) is None  # blocks of four lines are left alone
 
     scanner = StopScanner(["```\n"], max_line_repeats=3)
     text = ""

@@ -17,8 +17,8 @@ class GenerationConfig:
     top_p: float = 1.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
-    # End a reply once this many non-blank lines in a row are the same line (0 = never); the
-    # reply keeps the first copy and its finish_reason is "repetition".
+    # End a reply once it ends in this many copies of one line or of a block of 2-3 lines (0 = never;
+    # stops.repetition_cut); the reply keeps the first copy and its finish_reason is "repetition".
     max_line_repeats: int = 0
 
 

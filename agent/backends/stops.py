@@ -7,26 +7,36 @@ with ``repetition_cut``.
 
 from __future__ import annotations
 
+MAX_CYCLE = 3  # the longest block of lines that counts as repeating (a line, a pair, a triple)
+
 
 def repetition_cut(text: str, limit: int) -> int | None:
-    """The end of the first copy when the last ``limit`` complete non-blank lines are one line.
+    """The end of the first copy when the text ends in ``limit`` copies of one block of lines.
 
-    Small models fall into writing one sentence over and over until the token limit; the first copy
-    is kept, the rest is dropped. ``limit < 2`` turns the check off.
+    Small models fall into writing one sentence over and over until the token limit, or two or three
+    sentences in turn ("above the mean (40.41)" / "above the mean (46.34)" / ...). The first copy of
+    the block is kept, the rest is dropped. Blank lines do not count. ``limit < 2`` turns it off.
     """
     if limit < 2:
         return None
-    repeated, copies, first_end = None, 0, None
+    lines: list[tuple[str, int]] = []  # complete non-blank lines, last first, with where each ends
     end = text.rfind("\n")
     while end > 0:
         start = text.rfind("\n", 0, end) + 1
         line = text[start:end].strip()
         if line:
-            if repeated is not None and line != repeated:
-                break
-            repeated, copies, first_end = line, copies + 1, end
+            lines.append((line, end))
         end = start - 1
-    return first_end if copies >= limit else None
+    for period in range(1, MAX_CYCLE + 1):
+        if len(lines) < period * limit or len({line for line, _ in lines[:period]}) < period:
+            continue  # too few lines, or a shorter cycle (period 1 already had its turn)
+        run = 0
+        while run < len(lines) and lines[run][0] == lines[run % period][0]:
+            run += 1
+        copies = run // period
+        if copies >= limit:
+            return lines[(copies - 1) * period][1]
+    return None
 
 
 class StopScanner:
