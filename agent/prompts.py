@@ -100,7 +100,7 @@ def ungrounded_answers(report: str, outputs: list[str]) -> list[str]:
     missing = []
     for name, raw in _ANSWER.findall(report):
         value = raw.strip().strip("'\"`").rstrip("%").replace(",", "").strip()
-        if not value or value.strip(". ") == "" or value.lower() in ("value", "name", "code"):
+        if not value.strip(". ") or value.lower() in ("value", "name", "code"):
             missing.append(f"@{name}[{raw.strip()}]")
             continue
         try:

@@ -85,15 +85,15 @@ def run_references(jobs: list[dict]) -> list[dict]:
     return json.loads(done.stdout)
 
 
+def reference_job(task: Task, folder: Path) -> dict:
+    """The runner's job for one task: its code, run in ``folder``; open tasks assign ``facts``."""
+    names = [a.name for a in task.answers] if task.kind == "closed" else ["facts"]
+    return {"folder": str(folder), "code": task.reference_code, "names": names}
+
+
 def reference_jobs(spec: DatasetSpec, folder: Path) -> list[tuple[Task, dict]]:
-    """One job per task that has reference code; open tasks assign ``facts``."""
-    jobs = []
-    for task in spec.tasks:
-        if not task.reference_code.strip():
-            continue
-        names = [a.name for a in task.answers] if task.kind == "closed" else ["facts"]
-        jobs.append((task, {"folder": str(folder), "code": task.reference_code, "names": names}))
-    return jobs
+    """One job per task that has reference code."""
+    return [(task, reference_job(task, folder)) for task in spec.tasks if task.reference_code.strip()]
 
 
 def compute_references(spec: DatasetSpec, folder: Path) -> tuple[dict, dict]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from eval_datasets.prepare import PreparedTask, run_references
+from eval_datasets.prepare import PreparedTask, reference_job, run_references
 from eval_datasets.schema import Answer, DatasetSpec, Task
 
 ID_WORDS = re.compile(r"(^|_)(id|rownames|index|unnamed.*)$", re.IGNORECASE)
@@ -334,10 +334,7 @@ def drill_tasks(spec: DatasetSpec, frame: pd.DataFrame, count: int, seed: int = 
 def prepared_drills(spec: DatasetSpec, csv_path: Path, count: int, seed: int = 0) -> list[PreparedTask]:
     """Drills with their expected answers; a drill whose answer is not a finite value is left out."""
     tasks = drill_tasks(spec, pd.read_csv(csv_path), count, seed)
-    jobs = [
-        {"folder": str(csv_path.parent), "code": t.reference_code, "names": [a.name for a in t.answers]}
-        for t in tasks
-    ]
+    jobs = [reference_job(task, csv_path.parent) for task in tasks]
     prepared = []
     for task, output in zip(tasks, run_references(jobs), strict=True):
         values = output.get("values")
