@@ -11,9 +11,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 from agent import prompts
 from agent.backends.base import Backend, GenerationConfig, Reply
 from agent.backends.stops import repetition_cut
+from agent.hints import error_hint
 from agent.records import Message, Outcome, Status, Step, TrajectoryWriter
 from sandbox.result import ExecutionResult
 
@@ -58,9 +61,10 @@ class _CodeRunner:
     as one that sends the failing cell again at once.
     """
 
-    def __init__(self, sandbox, config: RunConfig):
+    def __init__(self, sandbox, config: RunConfig, tables: dict[str, pd.DataFrame] | None = None):
         self.sandbox = sandbox
         self.config = config
+        self.tables = tables or {}
         self.failures: Counter[tuple[str, str]] = Counter()
         self.outputs: dict[str, tuple[int, str]] = {}  # cell -> (turn it last ran, its output)
         self.errors = 0
@@ -83,6 +87,9 @@ class _CodeRunner:
         self.errors += 1
         failure = (key, _failure_kind(result))
         self.failures[failure] += 1
+        hint = error_hint(result.error, self.tables) if result.error is not None else None
+        if hint:
+            observation += "\n" + hint
         if 2 <= self.failures[failure] < self.config.repeat_error_limit:
             observation += "\n" + prompts.NUDGE_REPEATED_ERROR
         return result, observation
@@ -105,11 +112,16 @@ def run_loop(
     writer: TrajectoryWriter,
     config: RunConfig,
     callbacks: LoopCallbacks | None = None,
+    tables: dict[str, pd.DataFrame] | None = None,
 ) -> Outcome:
-    """Run turns until a final report or a limit; every step is written as soon as it ends."""
+    """Run turns until a final report or a limit; every step is written as soon as it ends.
+
+    ``tables`` (a sample of each input table, by file name) lets failed cells get hints that name
+    the real columns (agent/hints.py).
+    """
     callbacks = callbacks or LoopCallbacks()
     messages = list(writer.trajectory.header.messages)
-    runner = _CodeRunner(sandbox, config)
+    runner = _CodeRunner(sandbox, config, tables)
     started = time.monotonic()
     status: Status = "max_turns"
     wrap_up_turn: int | None = None

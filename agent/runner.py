@@ -15,6 +15,8 @@ from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import pandas as pd
+
 from agent import prompts
 from agent.backends.base import Backend, BackendError
 from agent.loop import LoopCallbacks, RunConfig, run_loop, summarize
@@ -120,7 +122,7 @@ def analyze(
             sandbox = _start_sandbox(out_dir)
         for info in inputs:
             sandbox.add_input(info.path)
-        outcome = run_loop(backend, sandbox, writer, config, callbacks)
+        outcome = run_loop(backend, sandbox, writer, config, callbacks, tables=input_tables(inputs))
     except KeyboardInterrupt:
         outcome = summarize(
             writer.trajectory.steps, "interrupted", time.monotonic() - started, detail="interrupted"
@@ -135,6 +137,15 @@ def analyze(
     return RunResult(
         out_dir=out_dir, trajectory=writer.trajectory, files=_write_outputs(writer, out_dir), error=error
     )
+
+
+def input_tables(inputs: list[InputFile]) -> dict[str, pd.DataFrame]:
+    """The sampled frame of each input table, named as the model sees it (``book.xlsx [Sheet1]``)."""
+    return {
+        info.name if len(info.tables) == 1 else f"{info.name} [{table.sheet}]": table.frame
+        for info in inputs
+        for table in info.tables
+    }
 
 
 def _start_sandbox(out_dir: Path):

@@ -86,8 +86,22 @@ def test_error_then_fix_then_report(tmp_path, small_csv):
     fixed = "```python\nprint(df['sales'].sum())\n```"
     result, backend = run(tmp_path, small_csv, [broken, fixed, "## Final Report\n@total[128]"])
     assert result.outcome.status == "report" and result.outcome.errors == 1
-    assert "KeyError" in backend.calls[1][-1].content
+    feedback = backend.calls[1][-1].content
+    assert "KeyError" in feedback
+    # the real columns, read from the input file, follow the traceback
+    assert "Hint: `Sales` is not a column of shop.csv.\nDid you mean `sales`?" in feedback
+    assert "Columns of shop.csv: city, sales, price" in feedback
     assert result.trajectory.steps[1].execution.stdout.strip() == "128"
+
+
+def test_a_text_column_in_a_mean_gets_a_hint_naming_it(tmp_path, small_csv):
+    failing = "```python\nimport pandas as pd\ndf = pd.read_csv('shop.csv')\nprint(df.corr())\n```"
+    fixed = "```python\nprint(df.corr(numeric_only=True).loc['sales', 'price'].round(3))\n```"
+    result, backend = run(tmp_path, small_csv, [failing, fixed, "## Final Report\n- done"])
+    feedback = backend.calls[1][-1].content
+    assert "could not convert string to float: 'Oslo'" in feedback
+    assert "Hint: the text column `city` (values like 'Oslo')" in feedback
+    assert result.outcome.status == "report"
 
 
 def test_max_turns(tmp_path, small_csv):

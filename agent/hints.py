@@ -1,0 +1,141 @@
+"""One-line hints appended to a failed cell's output, for the mistakes small models repeat.
+
+A small model that indexes a column the file does not have (``df['vehicle_class']`` where the column
+is ``class``) tends to send the same cell again and again: the traceback names the missing key but
+not the columns that exist. The loop knows the columns from the preview of each input file, so it
+adds them to the error, with the nearest names. Likewise for a text column caught in a numeric
+computation (``could not convert string to float: 'malignant'``: pandas 2 no longer drops text
+columns silently) and for a column name used as a bare variable (``name 'wind' is not defined``).
+
+Hints only add text after the traceback; whether a failure counts as the same failure again is
+decided on the error itself, so a hint never changes when the loop stops.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+from collections.abc import Mapping
+
+import pandas as pd
+
+from sandbox.result import CellError
+
+MAX_COLUMNS = 40  # columns listed in a hint; wider files are cut with a count
+
+_QUOTED = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)\"""")
+_NOT_FOUND = re.compile(r"^(?:Columns? not found: )(.+)$")
+_NOT_DEFINED = re.compile(r"^name '([^']+)' is not defined$")
+_NOT_FLOAT = re.compile(r"^could not convert string to float: (.+)$")
+
+
+def error_hint(error: CellError, tables: Mapping[str, pd.DataFrame]) -> str | None:
+    """A hint for ``error`` given a sample of each input table (by file name), or None."""
+    if not tables:
+        return None
+    if error.ename == "KeyError":
+        return _missing_columns(_keys(error.evalue), tables, "not found in axis" in error.evalue)
+    if error.ename == "NameError" and (match := _NOT_DEFINED.match(error.evalue)):
+        return _bare_name(match.group(1), tables)
+    if error.ename in ("ValueError", "TypeError") and (match := _NOT_FLOAT.match(error.evalue)):
+        return _text_in_numbers(_literal(match.group(1)), tables)
+    return None
+
+
+def _keys(evalue: str) -> list[str]:
+    """The string keys a KeyError names, in its pandas and plain forms.
+
+    ``'price'``; ``"['a', 'b'] not in index"``; ``"['diagnosis'] not found in axis"``;
+    ``'Column not found: age'``. Integer and other non-string keys give nothing.
+    """
+    text = _literal(evalue)
+    if not isinstance(text, str) or text == evalue.strip():  # not a quoted key: np.int64(0), 3, ...
+        return []
+    if match := _NOT_FOUND.match(text):
+        names = [a or b for a, b in _QUOTED.findall(match.group(1))] or [match.group(1)]
+        return [n.strip() for n in names if n.strip()]
+    if text.startswith("[") and ("not in index" in text or "not found in axis" in text):
+        inside = text[: text.rfind("]") + 1]
+        value = _literal(inside)
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+    return [text]
+
+
+def _literal(text: str) -> object:
+    """A Python literal as written in an error message, or the text itself when it is not one."""
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text.strip()
+
+
+def _columns(tables: Mapping[str, pd.DataFrame]) -> dict[str, list[str]]:
+    return {name: [str(c) for c in frame.columns] for name, frame in tables.items()}
+
+
+def _nearest(name: str, columns: list[str]) -> list[str]:
+    """Columns the model probably meant: same name in another case, a close spelling, or one word
+    of it (``vehicle_class`` -> ``class``)."""
+    folded = {c.lower(): c for c in columns}
+    if name.lower() in folded:
+        return [folded[name.lower()]]
+    close = difflib.get_close_matches(name.lower(), list(folded), n=3, cutoff=0.6)
+    words = set(re.split(r"[^0-9a-z]+", name.lower())) - {""}
+    parts = [c for key, c in folded.items() if key in words and len(key) > 2]
+    return list(dict.fromkeys([folded[c] for c in close] + parts))[:3]
+
+
+def _listing(columns: list[str]) -> str:
+    shown = ", ".join(columns[:MAX_COLUMNS])
+    more = len(columns) - MAX_COLUMNS
+    return shown + (f", ... ({more} more)" if more > 0 else "")
+
+
+def _missing_columns(
+    keys: list[str], tables: Mapping[str, pd.DataFrame], evalue_is_drop: bool = False
+) -> str | None:
+    columns = _columns(tables)
+    every = {c for cols in columns.values() for c in cols}
+    missing = [k for k in keys if k not in every]
+    if not missing:
+        # A column the file has, missing from a frame the code built; or ``df.drop('col')``, which
+        # looks for a row label unless told otherwise.
+        if keys and evalue_is_drop:
+            shown = ", ".join(repr(k) for k in keys)
+            return f"Hint: to drop a column, name the axis: df.drop(columns=[{shown}])."
+        return None
+    names = ", ".join(f"`{k}`" for k in missing)
+    where = f"{next(iter(columns))}" if len(columns) == 1 else "any data file"
+    lines = [f"Hint: {names} {'is' if len(missing) == 1 else 'are'} not a column of {where}."]
+    guesses = list(dict.fromkeys(g for k in missing for g in _nearest(k, sorted(every))))
+    if guesses:
+        lines.append("Did you mean " + " or ".join(f"`{g}`" for g in guesses) + "?")
+    for file, cols in columns.items():
+        lines.append(f"Columns of {file}: {_listing(cols)}")
+    return "\n".join(lines)
+
+
+def _bare_name(name: str, tables: Mapping[str, pd.DataFrame]) -> str | None:
+    columns = sorted({c for cols in _columns(tables).values() for c in cols})
+    guesses = [g for g in _nearest(name, columns) if g.lower() == name.lower() or len(name) > 3]
+    if not guesses:
+        return None
+    column = guesses[0]
+    return f"Hint: `{name}` is not a variable. To use the column, index the data frame: df[{column!r}]."
+
+
+def _text_in_numbers(value: object, tables: Mapping[str, pd.DataFrame]) -> str:
+    shown = f"{value!r}" if isinstance(value, str) else "text"
+    holders = [
+        str(col)
+        for frame in tables.values()
+        for col in frame.columns
+        if isinstance(value, str) and frame[col].astype(str).eq(value).any()
+    ]
+    where = f"the text column `{holders[0]}`" if holders else "a text column"
+    return (
+        f"Hint: {where} (values like {shown}) went into a numeric computation. Select the numeric "
+        "columns first (df.select_dtypes('number')) or pass numeric_only=True, as in "
+        "df.corr(numeric_only=True) or df.groupby(...).mean(numeric_only=True)."
+    )

@@ -1,0 +1,87 @@
+"""Hints for failed cells: the error texts pandas and Python really raise, matched to the input columns."""
+
+import pandas as pd
+import pytest
+
+from agent.hints import MAX_COLUMNS, error_hint
+from sandbox.result import CellError
+
+CARS = pd.DataFrame(
+    {
+        "manufacturer": ["audi", "ford", "audi", "honda"],
+        "displ": [1.8, 4.0, 2.0, 1.6],
+        "class": ["compact", "suv", "compact", "subcompact"],
+        "hwy": [29, 17, 28, 33],
+    }
+)
+TABLES = {"mpg.csv": CARS}
+
+
+def raised(code: str, **names) -> CellError:
+    """The CellError a real evaluation of ``code`` raises, as the kernel reports it (name, str)."""
+    with pytest.raises(Exception) as info:
+        exec(code, {"pd": pd, "df": CARS.copy(), **names})
+    return CellError(ename=type(info.value).__name__, evalue=str(info.value))
+
+
+@pytest.mark.parametrize(
+    ("code", "missing", "nearest"),
+    [
+        ("df['vehicle_class']", "vehicle_class", "class"),
+        ("df[['hwy', 'disp']]", "disp", "displ"),
+        ("df.groupby('Class')", "Class", "class"),
+        ("df.drop(columns=['Hwy'])", "Hwy", "hwy"),
+    ],
+)
+def test_a_missing_column_lists_the_columns_and_the_nearest(code, missing, nearest):
+    hint = error_hint(raised(code), TABLES)
+    assert hint.startswith(f"Hint: `{missing}` is not a column of mpg.csv.")
+    assert f"Did you mean `{nearest}`?" in hint
+    assert hint.endswith("Columns of mpg.csv: manufacturer, displ, class, hwy")
+
+
+def test_a_missing_column_with_nothing_near_still_lists_the_columns():
+    hint = error_hint(raised("df['age']"), TABLES)
+    assert "Did you mean" not in hint and "Columns of mpg.csv:" in hint
+
+
+def test_keys_that_are_not_column_names_get_no_hint():
+    assert error_hint(raised("df.set_index('hwy').loc[99]"), TABLES) is None  # an integer row label
+    assert error_hint(raised("df.loc[df.hwy > 99, 'hwy'].reset_index(drop=True)[0]"), TABLES) is None
+    # the file has the column, the frame the code built does not: which frame is not known
+    assert error_hint(raised("df[['hwy']]['displ']"), TABLES) is None
+
+
+def test_dropping_a_column_without_its_axis():
+    hint = error_hint(raised("df.drop('class')"), TABLES)
+    assert hint == "Hint: to drop a column, name the axis: df.drop(columns=['class'])."
+
+
+def test_text_in_a_numeric_computation_names_the_column():
+    hint = error_hint(raised("df.corr()"), TABLES)
+    assert hint.startswith("Hint: the text column `manufacturer` (values like 'audi')")
+    assert "numeric_only=True" in hint
+
+
+def test_a_column_used_as_a_variable():
+    hint = error_hint(raised("print(displ.mean())"), TABLES)
+    assert hint == "Hint: `displ` is not a variable. To use the column, index the data frame: df['displ']."
+    assert error_hint(raised("print(g)"), TABLES) is None  # a short name close to nothing
+
+
+def test_other_errors_and_no_tables_give_nothing():
+    assert error_hint(raised("1 / 0"), TABLES) is None
+    assert error_hint(raised("df['vehicle_class']"), {}) is None
+
+
+def test_wide_files_are_listed_with_a_count():
+    wide = pd.DataFrame({f"c{i}": [i] for i in range(MAX_COLUMNS + 5)})
+    hint = error_hint(raised("df['nope']", df=wide), {"wide.csv": wide})
+    assert hint.endswith(f"c{MAX_COLUMNS - 1}, ... (5 more)")
+
+
+def test_several_files_are_each_listed():
+    other = pd.DataFrame({"id": [1], "price": [2.0]})
+    hint = error_hint(raised("df['vehicle_class']"), {"mpg.csv": CARS, "prices.csv": other})
+    assert hint.startswith("Hint: `vehicle_class` is not a column of any data file.")
+    assert "Columns of prices.csv: id, price" in hint
