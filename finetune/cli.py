@@ -51,7 +51,10 @@ class _TrainGroup(click.Group):
 )
 @click.argument("data", nargs=-1, type=PATH)
 @click.option(
-    "--base", default="default", show_default=True, help="default (= base) | base | tuned (keep training the shipped adapter) | a GGUF file | an HF model dir"
+    "--base",
+    default="default",
+    show_default=True,
+    help="default (= base) | base | tuned (keep training the shipped adapter) | a GGUF file | an HF model dir",
 )
 @click.option("--lora/--full", "lora", default=None, help="train a LoRA adapter (default) or all weights")
 @click.option("--config", "config_file", type=PATH, help="JSON or YAML file of training settings")

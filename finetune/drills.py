@@ -56,8 +56,12 @@ def _is_number(series: pd.Series) -> bool:
 
 
 def _is_group(series: pd.Series) -> bool:
+    """Text with a few values, or a number that codes a few groups (cylinders, month, smoker 0/1)."""
     counts = series.value_counts()
-    return 2 <= len(counts) <= 12 and counts.min() >= 5 and _is_text(series)
+    if _is_text(series):
+        return 2 <= len(counts) <= 12 and counts.min() >= 5
+    coded = pd.api.types.is_integer_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    return coded and 2 <= len(counts) <= 10 and counts.min() >= 5
 
 
 def _is_text(series: pd.Series) -> bool:
@@ -82,6 +86,37 @@ def ident(text: object) -> str:
     """A Python identifier made from a column name or a value: ``Sepal.Length`` -> ``sepal_length``."""
     word = re.sub(r"[^0-9a-zA-Z]+", "_", str(text)).strip("_").lower() or "value"
     return f"v_{word}" if word[0].isdigit() else word
+
+
+def words(column: str) -> str:
+    """A column as a question might say it: ``DriveTrain`` -> ``drive train``, ``Sepal.Length`` ->
+    ``sepal length``; names that are already words stay as they are."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", str(column))
+    return re.sub(r"[^0-9a-zA-Z]+", " ", spaced).strip().lower() or str(column)
+
+
+class Namer:
+    """How one drill names things: columns as written or in words, answers by role or by column.
+
+    Answer names made from column names taught the tuned model that an answer's name is a column
+    (``groupby('vehicle_class')`` for ``@vehicle_class`` when the column is ``class``), and questions
+    that always quote the exact column spare it from reading the preview. Half the drills say the
+    column in plain words; most name their answers by role (``@group``, ``@top``)."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.plain = rng.random() < 0.5
+
+    def col(self, column: str) -> str:
+        return words(column) if self.plain else str(column)
+
+    def answer(self, roles: list[str], column: str) -> str:
+        return self.rng.choice([*roles, ident(column)] if self.rng.random() < 0.3 else roles)
+
+
+def _group_answer(name: str, series: pd.Series) -> Answer:
+    """A group's answer: a name, or an integer for number-coded groups."""
+    return _text(name) if _is_text(series) else _number(name, 0)
 
 
 def _value(value: object) -> str:
@@ -117,8 +152,14 @@ def best_group(cols: Columns, rng: random.Random) -> Drill | None:
     cat, num = rng.choice(cols.groups), rng.choice(cols.numeric)
     high = rng.random() < 0.6
     word, pick = ("highest", "max") if high else ("lowest", "min")
-    answers = [_text(ident(cat)), _number(f"mean_{ident(num)}", 2)]
-    question = f"Which {cat} has the {word} mean {num}, and what is that mean? {_report(answers)}"
+    say = Namer(rng)
+    group = say.answer(["group", f"{word}_group", "best" if high else "worst"], cat)
+    answers = [_group_answer(group, cols.frame[cat]), _number(rng.choice(["mean", f"mean_{ident(num)}"]), 2)]
+    if answers[0].name == answers[1].name:
+        return None
+    question = (
+        f"Which {say.col(cat)} has the {word} mean {say.col(num)}, and what is that mean? {_report(answers)}"
+    )
     code = (
         f"means = df.groupby({cat!r})[{num!r}].mean()\n"
         f"{answers[0].name} = means.idx{pick}()\n"
@@ -135,11 +176,13 @@ def group_means(cols: Columns, rng: random.Random) -> Drill | None:
     if not levels:
         return None
     stat = rng.choice(["mean", "mean", "median"])
+    say = Namer(rng)
     answers = [_number(f"{stat}_{ident(v)}", 2) for v in levels]
     if answers[0].name == answers[1].name:
         return None
+    where = [f"{cat} = {v}" if rng.random() < 0.5 else f"{say.col(cat)} {v}" for v in levels]
     question = (
-        f"What is the {stat} {num} for rows with {cat} = {levels[0]} and for rows with {cat} = {levels[1]}? "
+        f"What is the {stat} {say.col(num)} for rows with {where[0]} and for rows with {where[1]}? "
         f"{_report(answers)}"
     )
     code = "\n".join(
@@ -156,8 +199,9 @@ def threshold_means(cols: Columns, rng: random.Random) -> Drill | None:
     cut = float(cols.frame[by].median())
     cut = round(cut) if abs(cut) >= 10 else round(cut, 1)
     answers = [_number("above", 2), _number("below", 2)]
+    say = Namer(rng)
     question = (
-        f"What is the mean {num} for rows with {by} >= {cut} and for rows with {by} < {cut}? "
+        f"What is the mean {say.col(num)} for rows with {by} >= {cut} and for rows with {by} < {cut}? "
         f"Report @above[value] (for {by} >= {cut}) and @below[value], rounded to 2 decimals."
     )
     code = (
@@ -174,9 +218,11 @@ def share(cols: Columns, rng: random.Random) -> Drill | None:
     level = cols.levels(cat, rng, 1)
     if not level:
         return None
-    answers = [_number("pct", 1, "percent")]
-    question = f"What percentage of the rows have {cat} equal to {level[0]}? {_report(answers)}"
-    code = f"pct = (df[{cat!r}] == {_value(level[0])}).mean() * 100"
+    answers = [_number(rng.choice(["pct", "share", "percent"]), 1, "percent")]
+    question = (
+        f"What percentage of the rows have {Namer(rng).col(cat)} equal to {level[0]}? {_report(answers)}"
+    )
+    code = f"{answers[0].name} = (df[{cat!r}] == {_value(level[0])}).mean() * 100"
     return f"share-{ident(cat)}-{ident(level[0])}", question, answers, code
 
 
@@ -186,9 +232,9 @@ def count_above(cols: Columns, rng: random.Random) -> Drill | None:
     num = rng.choice(cols.numeric)
     cut = float(cols.frame[num].quantile(rng.choice([0.25, 0.75, 0.9])))
     cut = round(cut) if abs(cut) >= 10 else round(cut, 2)
-    answers = [_number("count", 0)]
-    question = f"How many rows have {num} greater than {cut}? Report @count[value]."
-    code = f"count = int((df[{num!r}] > {cut}).sum())"
+    answers = [_number(rng.choice(["count", "rows", "n"]), 0)]
+    question = f"How many rows have {Namer(rng).col(num)} greater than {cut}? {_report(answers)}"
+    code = f"{answers[0].name} = int((df[{num!r}] > {cut}).sum())"
     return f"count-{ident(num)}-above", question, answers, code
 
 
@@ -198,7 +244,8 @@ def correlation(cols: Columns, rng: random.Random) -> Drill | None:
     a, b = rng.sample(cols.numeric, 2)
     answers = [_number("corr", 3)]
     slug = "corr-" + "-".join(sorted([ident(a), ident(b)]))  # a~b and b~a are one drill
-    question = f"What is the Pearson correlation between {a} and {b}? {_report(answers)}"
+    say = Namer(rng)
+    question = f"What is the Pearson correlation between {say.col(a)} and {say.col(b)}? {_report(answers)}"
     code = f"corr = df[{a!r}].corr(df[{b!r}])"
     return slug, question, answers, code
 
@@ -207,15 +254,16 @@ def strongest(cols: Columns, rng: random.Random) -> Drill | None:
     if len(cols.numeric) < 3:
         return None
     target = rng.choice(cols.numeric)
-    answers = [_text("column"), _number("corr", 3)]
+    answers = [_text(rng.choice(["column", "variable", "strongest"])), _number("corr", 3)]
     question = (
-        f"Which other numeric column has the strongest absolute Pearson correlation with {target}, and "
+        f"Which other numeric column has the strongest absolute Pearson correlation with "
+        f"{Namer(rng).col(target)}, and "
         f"what is that correlation (with its sign)? {_report(answers)}"
     )
     code = (
         f"r = df.corr(numeric_only=True)[{target!r}].drop({target!r}).dropna()\n"
-        "column = r.abs().idxmax()\n"
-        "corr = r[column]"
+        f"{answers[0].name} = r.abs().idxmax()\n"
+        f"corr = r[{answers[0].name}]"
     )
     return f"strongest-with-{ident(target)}", question, answers, code
 
@@ -232,7 +280,7 @@ def yearly(cols: Columns, rng: random.Random) -> Drill | None:
         return None
     first, last = sorted(rng.sample(years, 2))
     answers = [_number(f"mean_{first}", 2), _number(f"mean_{last}", 2)]
-    question = f"What was the mean {num} in {first} and in {last}? {_report(answers)}"
+    question = f"What was the mean {Namer(rng).col(num)} in {first} and in {last}? {_report(answers)}"
     year = f"df[{col!r}]" if _is_number(cols.frame[col]) else f"pd.to_datetime(df[{col!r}]).dt.year"
     code = (
         f"year = {year}\n"
@@ -248,8 +296,14 @@ def top_row(cols: Columns, rng: random.Random) -> Drill | None:
     label, num = rng.choice(cols.labels), rng.choice(cols.numeric)
     if cols.frame[num].nlargest(2).nunique() < 2:  # a tie at the top has no single answer
         return None
-    answers = [_text(ident(label)), _number(ident(num), 2)]
-    question = f"Which {label} has the highest {num}, and what is its {num}? {_report(answers)}"
+    say = Namer(rng)
+    answers = [_text(say.answer(["name", "top"], label)), _number(say.answer(["value", "highest"], num), 2)]
+    if answers[0].name == answers[1].name:
+        return None
+    question = (
+        f"Which {say.col(label)} has the highest {say.col(num)}, and what is its {say.col(num)}? "
+        f"{_report(answers)}"
+    )
     code = (
         f"row = df.loc[df[{num!r}].idxmax()]\n"
         f"{answers[0].name} = row[{label!r}]\n"
@@ -265,8 +319,11 @@ def most_common(cols: Columns, rng: random.Random) -> Drill | None:
     counts = cols.frame[cat].value_counts()
     if counts.iloc[0] == counts.iloc[1]:
         return None
-    answers = [_text(ident(cat)), _number("rows", 0)]
-    question = f"What is the most common {cat}, and how many rows have it? {_report(answers)}"
+    say = Namer(rng)
+    answers = [_group_answer(say.answer(["most_common", "mode"], cat), cols.frame[cat]), _number("rows", 0)]
+    if answers[0].name == answers[1].name:
+        return None
+    question = f"What is the most common {say.col(cat)}, and how many rows have it? {_report(answers)}"
     code = (
         f"counts = df[{cat!r}].value_counts()\n{answers[0].name} = counts.idxmax()\nrows = int(counts.max())"
     )
@@ -279,7 +336,7 @@ def gaps(cols: Columns, rng: random.Random) -> Drill | None:
     col = rng.choice(cols.gappy)
     answers = [_number("missing", 0), _number("pct_missing", 1, "percent")]
     question = (
-        f"How many values of {col} are missing, and what percentage of the rows is that? "
+        f"How many values of {Namer(rng).col(col)} are missing, and what percentage of the rows is that? "
         "Report @missing[value] and @pct_missing[value] rounded to 1 decimal."
     )
     code = f"missing = int(df[{col!r}].isna().sum())\npct_missing = missing / len(df) * 100"

@@ -2,8 +2,8 @@
 
 ``ExpertBackend(task, seed)`` implements the Backend protocol. For one task it plans a short analysis
 (inspect -> clean -> compute -> plot -> conclude), sometimes makes a realistic mistake (wrong column
-case, unparsed dates, a misspelt variable) and fixes it once the error comes back. It reads every
-observation: errors decide the next move, and the values in the final report are the ones the kernel
+case, a column named from the question's words, unparsed dates, a misspelt variable) and fixes it
+once the error comes back. It reads every observation: errors decide the next move, and the values in the final report are the ones the kernel
 printed, never the task's stored answers. Its code runs for real in the sandbox through ``analyze()``,
 so every observation in its trajectories is genuine.
 """
@@ -117,6 +117,8 @@ class ExpertBackend(OpenAnalysis):
             return [lambda: self._dates_mistake(dates[0])]
         if mistake == "case":
             return [self._case_mistake]
+        if mistake == "name":
+            return [self._name_mistake]
         return []
 
     def _pick_mistake(self) -> str | None:
@@ -125,6 +127,8 @@ class ExpertBackend(OpenAnalysis):
         options = []
         if any(code.wrong_case(c.name, self.view.names) for c in self.cols):
             options.append("case")
+        if any(code.wrong_word(c.name, self.view.names) for c in self.cols):
+            options.append("name")
         if any(c.date_like for c in self.cols):
             options.append("dates")
         if self.closed and self._typo() is not None:
@@ -239,6 +243,21 @@ class ExpertBackend(OpenAnalysis):
             )
 
         return Move("case_mistake", prose, code.column_look(wrong, col.numeric), fix=fix)
+
+    def _name_mistake(self) -> Move:
+        """A column named from the question's words; the loop's hint lists the real columns."""
+        col = next(c for c in self.cols if code.wrong_word(c.name, self.view.names))
+        wrong = code.wrong_word(col.name, self.view.names) or col.name
+        prose = phrase(self.rng, "case_mistake", rows_note=self._rows_note(), wrong=wrong)
+
+        def fix() -> Move:
+            return Move(
+                "name_fix",
+                phrase(self.rng, "name_fix", right=col.name, wrong=wrong),
+                code.column_look(col.name, col.numeric),
+            )
+
+        return Move("name_mistake", prose, code.column_look(wrong, col.numeric), fix=fix)
 
     def _dates_mistake(self, col: Column) -> Move:
         prose = phrase(self.rng, "dates_mistake", rows_note=self._rows_note(), col=col.name)

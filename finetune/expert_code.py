@@ -1,5 +1,6 @@
 """The code the expert teacher writes: inspection, cleaning, the task's computation, charts, and the
-small realistic mistakes (wrong column case, unparsed dates, a typo) it later fixes.
+small realistic mistakes (wrong column case, a column named from the question's words, unparsed
+dates, a typo) it later fixes.
 
 Each builder returns source text; the seeded RNG picks among equivalent phrasings so that samples of
 one task differ in wording but not in what they compute.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import random
+import re
 
 from finetune.expert_data import Column, DataView
 
@@ -60,6 +62,23 @@ def wrong_case(name: str, taken: list[str]) -> str | None:
     """The name as a hurried analyst might type it (Title_Case or lower case), if that differs."""
     for guess in ("_".join(p.capitalize() for p in name.split("_")), name.lower(), name.upper()):
         if guess != name and guess not in taken and guess.isidentifier():
+            return guess
+    return None
+
+
+def wrong_word(name: str, taken: list[str]) -> str | None:
+    """A name a model guesses from the question's words rather than the preview: the column in
+    snake case (``DriveTrain`` -> ``drive_train``, ``Sepal.Length`` -> ``sepal_length``), or with a
+    plural ``s`` added or dropped. None when every guess is a real column."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
+    snake = re.sub(r"[^0-9a-zA-Z]+", "_", snake).strip("_").lower()
+    if name.endswith("ss"):
+        plural = name + "es"
+    else:
+        plural = name[:-1] if name.endswith("s") and len(name) > 3 else name + "s"
+    folded = {t.lower() for t in taken}
+    for guess in (snake, plural):
+        if guess.lower() != name.lower() and guess.lower() not in folded and guess.isidentifier():
             return guess
     return None
 

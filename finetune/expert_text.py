@@ -21,6 +21,11 @@ PHRASES: dict[str, tuple[str, ...]] = {
         "That failed because the column is called `{right}` in this file. Fixing the name.",
         "I got the capitalisation wrong; the preview lists it as `{right}`.",
     ),
+    "name_fix": (
+        "There is no `{wrong}` column; the hint under the error lists the real ones, and the one I want is `{right}`.",
+        "KeyError: I guessed the name from the question. The file calls it `{right}`.",
+        "Wrong column name: the hint suggests `{right}`, which matches the preview. Again with that.",
+    ),
     "dates_mistake": (
         "{rows_note}Let me see how the rows spread over the years of `{col}`.",
         "{rows_note}How many records fall in each year of `{col}`?",

@@ -252,7 +252,9 @@ def train(
     from transformers import set_seed
 
     if config.mode == "full" and config.init_adapter:
-        raise TrainError("init_adapter is for LoRA; for a full fine-tune, merge the adapter and pass it as --base")
+        raise TrainError(
+            "init_adapter is for LoRA; for a full fine-tune, merge the adapter and pass it as --base"
+        )
     files = data_files(data)
     examples = read_examples(files)
     checkpoint = prepare_out(out, resume)

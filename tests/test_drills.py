@@ -156,3 +156,36 @@ def test_training_selection_takes_drills_and_spreads_over_datasets(tmp_path):
     # Budget for 4 of 10: the two datasets take turns rather than the first filling it alone.
     assert taken["runs"] == ["aaa/drill-0 s0", "bbb/drill-0 s0", "aaa/drill-1 s0", "bbb/drill-1 s0"]
     assert taken["closed"] == 4 and taken["tokens"] == 400
+
+
+def test_number_coded_groups_give_integer_answers(tmp_path):
+    frame = _frame().drop(columns=["shop", "year"])
+    frame["cyl"] = np.random.default_rng(1).choice([4, 6, 8], len(frame))
+    frame.to_csv(tmp_path / "shop.csv", index=False)
+    prepared = drills.prepared_drills(_spec(), tmp_path / "shop.csv", count=30)
+    best = [p for p in prepared if re.search(r"/drill-(highest|lowest)-mean", p.task.id)]
+    assert best, [p.task.id for p in prepared]
+    for p in best:
+        group, mean = p.task.answers
+        assert group.kind == "number" and group.decimals == 0
+        num, pick = re.search(
+            r"\['(\w+)'\]\.mean\(\)\n\w+ = means\.idx(max|min)", p.task.reference_code
+        ).groups()
+        means = frame.groupby("cyl")[num].mean()
+        assert p.expected[group.name] == (means.idxmax() if pick == "max" else means.idxmin())
+        assert p.expected[mean.name] == pytest.approx(means.max() if pick == "max" else means.min())
+
+
+def test_drills_say_columns_in_words_and_name_answers_by_role():
+    frame = _frame().rename(columns={"price": "UnitPrice", "shop": "Shop.Region"})
+    questions, names = [], set()
+    for seed in range(6):
+        for task in drills.drill_tasks(_spec(), frame, count=11, seed=seed):
+            questions.append(task.question)
+            names |= {a.name for a in task.answers}
+            assert "UnitPrice" in task.reference_code or "unit price" not in task.question
+    text = "\n".join(questions)
+    assert "unit price" in text and "UnitPrice" in text  # both ways of saying the column
+    assert "shop region" in text and "Shop.Region" in text
+    assert {"group", "top", "name"} & names  # roles, not only column names
+    assert drills.words("DriveTrain") == "drive train" and drills.words("hwy") == "hwy"

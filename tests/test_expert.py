@@ -7,12 +7,14 @@ import pytest
 from agent import prompts
 from agent.backends.base import GenerationConfig
 from agent.loop import RunConfig
+from agent.preview import load_input, preview_text
 from agent.records import Message
 from agent.runner import analyze
 from eval_datasets.prepare import prepared_tasks
 from eval_datasets.schema import Answer, Task, load_suite
 from eval_datasets.scoring import score_task
 from finetune.expert import ExpertBackend
+from finetune.expert_code import wrong_word
 from finetune.expert_data import error_name, format_number, parse_preview
 
 PREVIEW = """Task: What is the mean price? Report @mean_price[value], rounded to 1 decimal.
@@ -136,3 +138,42 @@ def test_expert_solves_closed_train_tasks(task_id, seed, dataset_cache, tmp_path
     assert 3 <= result.outcome.turns <= 6
     score = score_task(prepared, result.trajectory)
     assert score.correct, [a.model_dump() for a in score.answers]
+
+
+def test_wrong_words_are_guesses_the_file_does_not_have():
+    assert wrong_word("DriveTrain", ["DriveTrain", "MPG"]) == "drive_train"
+    assert wrong_word("Sepal.Length", ["Sepal.Length"]) == "sepal_length"
+    assert wrong_word("class", ["class"]) == "classes"
+    assert wrong_word("carrier", ["carrier"]) == "carriers"
+    assert wrong_word("hwy", ["hwy", "hwys"]) is None  # every guess is taken
+
+
+def test_a_column_named_from_the_question_is_fixed_from_the_hint(dataset_cache, tmp_path):
+    """The name mistake runs in a real kernel: the loop's hint names the column the fix then uses."""
+    spec = next(s for s in load_suite() if s.split == "train")
+    prepared = next(p for p in prepared_tasks(spec, dataset_cache) if p.task.kind == "closed")
+    message = prompts.first_user_message(
+        prepared.task.question, [preview_text(load_input(prepared.csv_path))]
+    )
+    for seed in range(200):
+        expert = ExpertBackend(prepared.task, seed)
+        expert._plan(message)
+        if expert._name_mistake in expert.queue:
+            break
+    else:
+        pytest.fail("no seed in 200 plans the name mistake")
+    result = analyze(
+        [prepared.csv_path],
+        prepared.task.question,
+        tmp_path / "run",
+        ExpertBackend(prepared.task, seed),
+        RunConfig(max_turns=10),
+        task_id=prepared.task.id,
+    )
+    failed = next(s for s in result.trajectory.steps if s.execution is not None and not s.execution.ok)
+    wrong = failed.execution.error.evalue.strip("'")
+    assert f"Hint: `{wrong}` is not a column of {prepared.csv_path.name}." in failed.observation
+    right = failed.observation.split("Did you mean `", 1)[1].split("`", 1)[0]
+    fix = result.trajectory.steps[result.trajectory.steps.index(failed) + 1]
+    assert fix.execution.ok and repr(right) in fix.execution.code
+    assert result.outcome.status == "report" and score_task(prepared, result.trajectory).correct
