@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -68,11 +69,43 @@ class ExecutionResult(BaseModel):
                 parts.append(f"[{item.mime} output, {len(item.text)} characters]")
         parts.extend(f"[{note}]" for note in self.notes)
         if self.error is not None:
-            parts.append(self.error.traceback or f"{self.error.ename}: {self.error.evalue}")
+            parts.append(short_traceback(self.error.traceback) or f"{self.error.ename}: {self.error.evalue}")
         text = "\n".join(parts).strip()
         if not text:
             text = "[no output]"
         return truncate_middle(text, max_chars)
+
+
+_LIBRARY_FRAME = re.compile(r"^\s*File .*?[/\\](?:site|dist)-packages[/\\]([A-Za-z0-9_]+)")
+
+
+def short_traceback(traceback: str) -> str:
+    """The traceback with each run of frames inside installed packages folded into one line.
+
+    ``df.groupby('b')`` fails four pandas frames deep; the model can act only on its own cell's
+    lines and the error, and a small model reads the library's internals as something to fix.
+    The record keeps the full traceback.
+    """
+    blocks = traceback.split("\n\n")
+    kept: list[str] = []
+    folded: list[str] = []  # packages of the current run of library frames
+    for block in blocks:
+        match = _LIBRARY_FRAME.match(block)
+        if match:
+            folded.append(match.group(1))
+            continue
+        if folded:
+            kept.append(_folded_line(folded))
+            folded = []
+        kept.append(block)
+    if folded:
+        kept.append(_folded_line(folded))
+    return "\n\n".join(kept)
+
+
+def _folded_line(packages: list[str]) -> str:
+    names = ", ".join(dict.fromkeys(packages))
+    return f"  [{len(packages)} frame{'s' if len(packages) > 1 else ''} inside {names}]"
 
 
 def truncate_middle(text: str, max_chars: int) -> str:

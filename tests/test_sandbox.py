@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -46,6 +47,14 @@ def test_exception_has_ansi_free_traceback(sandbox: KernelSandbox) -> None:
     assert "\x1b" not in result.error.traceback
     assert result.observation().endswith("ZeroDivisionError: division by zero")
     assert sandbox.execute("print('still here')").stdout == "still here\n"
+
+
+def test_library_frames_are_folded_in_what_the_model_reads(sandbox: KernelSandbox) -> None:
+    result = sandbox.execute("import pandas as pd\ndf = pd.DataFrame({'a': [1]})\ndf.groupby('b')")
+    assert "site-packages" in result.error.traceback  # the record keeps every frame
+    observation = result.observation()
+    assert "site-packages" not in observation
+    assert re.search(r"df\.groupby\('b'\)\n\n  \[\d+ frames inside pandas\]\n\nKeyError: 'b'$", observation)
 
 
 def test_plot_becomes_png_file_without_savefig(sandbox: KernelSandbox) -> None:
