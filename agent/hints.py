@@ -126,6 +126,7 @@ def _bare_name(name: str, tables: Mapping[str, pd.DataFrame]) -> str | None:
 
 
 def _text_in_numbers(value: object, tables: Mapping[str, pd.DataFrame]) -> str:
+    """Name the text column the value came from, and the columns that are numbers."""
     shown = f"{value!r}" if isinstance(value, str) else "text"
     holders = [
         str(col)
@@ -133,9 +134,11 @@ def _text_in_numbers(value: object, tables: Mapping[str, pd.DataFrame]) -> str:
         for col in frame.columns
         if isinstance(value, str) and frame[col].astype(str).eq(value).any()
     ]
-    where = f"the text column `{holders[0]}`" if holders else "a text column"
-    return (
-        f"Hint: {where} (values like {shown}) went into a numeric computation. Select the numeric "
-        "columns first (df.select_dtypes('number')) or pass numeric_only=True, as in "
-        "df.corr(numeric_only=True) or df.groupby(...).mean(numeric_only=True)."
-    )
+    what = f"`{holders[0]}` is a text column" if holders else "A text column"
+    lines = [f"Hint: {what} (values like {shown}): it cannot be used as a number."]
+    for file, frame in tables.items():
+        numbers = [str(c) for c in frame.select_dtypes("number").columns]
+        if numbers:
+            lines.append(f"Numeric columns of {file}: {_listing(numbers)}")
+    lines.append("For a statistic over the whole table, pass numeric_only=True: df.corr(numeric_only=True).")
+    return "\n".join(lines)

@@ -100,7 +100,8 @@ def test_a_text_column_in_a_mean_gets_a_hint_naming_it(tmp_path, small_csv):
     result, backend = run(tmp_path, small_csv, [failing, fixed, "## Final Report\n- done"])
     feedback = backend.calls[1][-1].content
     assert "could not convert string to float: 'Oslo'" in feedback
-    assert "Hint: the text column `city` (values like 'Oslo')" in feedback
+    assert "Hint: `city` is a text column (values like 'Oslo')" in feedback
+    assert "Numeric columns of shop.csv: sales, price" in feedback
     assert result.outcome.status == "report"
 
 
