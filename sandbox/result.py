@@ -76,7 +76,15 @@ class ExecutionResult(BaseModel):
         return truncate_middle(text, max_chars)
 
 
-_LIBRARY_FRAME = re.compile(r"^\s*File .*?[/\\](?:site|dist)-packages[/\\]([A-Za-z0-9_]+)")
+# A frame in an installed package: a path under site-packages, or a compiled module's source
+# (``File pandas/_libs/index.pyx:172 in ...``).
+_LIBRARY_FRAME = re.compile(
+    r"^\s*File (?:.*?[/\\](?:site|dist)-packages[/\\]([A-Za-z0-9_]+)|([A-Za-z0-9_]+)[/\\]\S*\.(?:pyx|pxi|pxd)\b)"
+)
+_CHAINED = re.compile(
+    r"\n+(?:The above exception was the direct cause of the following exception:|"
+    r"During handling of the above exception, another exception occurred:)\n+"
+)
 
 
 def short_traceback(traceback: str) -> str:
@@ -84,15 +92,23 @@ def short_traceback(traceback: str) -> str:
 
     ``df.groupby('b')`` fails four pandas frames deep; the model can act only on its own cell's
     lines and the error, and a small model reads the library's internals as something to fix.
-    The record keeps the full traceback.
+    A chained exception raised wholly inside a package (``df['x']``: pandas' own KeyError, then the
+    one it re-raises from the cell's line) keeps only the part that shows the cell. The record keeps
+    the full traceback.
     """
-    blocks = traceback.split("\n\n")
+    parts = _CHAINED.split(traceback)
+    if len(parts) > 1:
+        parts = [p for p in parts[:-1] if "Cell In[" in p] + parts[-1:]
+    return "\n\nThe above exception led to the following one:\n\n".join(_fold(p) for p in parts)
+
+
+def _fold(traceback: str) -> str:
     kept: list[str] = []
     folded: list[str] = []  # packages of the current run of library frames
-    for block in blocks:
+    for block in traceback.split("\n\n"):
         match = _LIBRARY_FRAME.match(block)
         if match:
-            folded.append(match.group(1))
+            folded.append(match.group(1) or match.group(2))
             continue
         if folded:
             kept.append(_folded_line(folded))

@@ -55,6 +55,14 @@ def test_library_frames_are_folded_in_what_the_model_reads(sandbox: KernelSandbo
     observation = result.observation()
     assert "site-packages" not in observation
     assert re.search(r"df\.groupby\('b'\)\n\n  \[\d+ frames inside pandas\]\n\nKeyError: 'b'$", observation)
+    # df['x'] raises pandas' own KeyError inside compiled code, then again from the cell's line:
+    # only the part showing the cell is read.
+    chained = sandbox.execute("df['x']")
+    assert "direct cause" in chained.error.traceback and ".pyx" in chained.error.traceback
+    assert chained.observation() == (
+        "Traceback (most recent call last):\n\n  Cell In[2], line 1\n    df['x']\n\n"
+        "  [2 frames inside pandas]\n\nKeyError: 'x'"
+    )
 
 
 def test_plot_becomes_png_file_without_savefig(sandbox: KernelSandbox) -> None:
