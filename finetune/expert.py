@@ -3,9 +3,9 @@
 ``ExpertBackend(task, seed)`` implements the Backend protocol. For one task it plans a short analysis
 (inspect -> clean -> compute -> plot -> conclude), sometimes makes a realistic mistake (wrong column
 case, a column named from the question's words, unparsed dates, a misspelt variable) and fixes it
-once the error comes back. It reads every observation: errors decide the next move, and the values in the final report are the ones the kernel
-printed, never the task's stored answers. Its code runs for real in the sandbox through ``analyze()``,
-so every observation in its trajectories is genuine.
+once the error comes back. It reads every observation: errors decide the next move, and the values
+in the final report are the ones the kernel printed, never the task's stored answers. Its code runs
+for real in the sandbox through ``analyze()``, so every observation in its trajectories is genuine.
 """
 
 from __future__ import annotations
