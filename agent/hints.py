@@ -5,7 +5,8 @@ is ``class``) tends to send the same cell again and again: the traceback names t
 not the columns that exist. The loop knows the columns from the preview of each input file, so it
 adds them to the error, with the nearest names. Likewise for a text column caught in a numeric
 computation (``could not convert string to float: 'malignant'``: pandas 2 no longer drops text
-columns silently) and for a column name used as a bare variable (``name 'wind' is not defined``).
+columns silently), for ``.dt`` on dates still read as text, and for a column name used as a bare
+variable (``name 'wind' is not defined``).
 
 Hints only add text after the traceback; whether a failure counts as the same failure again is
 decided on the error itself, so a hint never changes when the loop stops.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import ast
 import difflib
 import re
+import warnings
 from collections.abc import Mapping
 
 import pandas as pd
@@ -40,6 +42,8 @@ def error_hint(error: CellError, tables: Mapping[str, pd.DataFrame]) -> str | No
         return _bare_name(match.group(1), tables)
     if error.ename in ("ValueError", "TypeError") and (match := _NOT_FLOAT.match(error.evalue)):
         return _text_in_numbers(_literal(match.group(1)), tables)
+    if error.ename == "AttributeError" and error.evalue.startswith("Can only use .dt accessor"):
+        return _text_dates(tables)
     return None
 
 
@@ -123,6 +127,32 @@ def _bare_name(name: str, tables: Mapping[str, pd.DataFrame]) -> str | None:
         return None
     column = guesses[0]
     return f"Hint: `{name}` is not a variable. To use the column, index the data frame: df[{column!r}]."
+
+
+def _text_dates(tables: Mapping[str, pd.DataFrame]) -> str:
+    """``.dt`` on a column read from CSV as text: name the text columns that parse as dates."""
+    dates = []
+    for frame in tables.values():
+        for col in frame.columns:
+            values = frame[col].dropna().astype(str).head(50)
+            text = pd.api.types.is_object_dtype(frame[col]) or pd.api.types.is_string_dtype(frame[col])
+            if text and len(values) and _parses_as_dates(values):
+                dates.append(str(col))
+    col = dates[0] if dates else "the column"
+    target = f"df[{col!r}]" if dates else "df[column]"
+    named = f"`{col}` holds" if dates else "The column holds"
+    return (
+        f"Hint: {named} text, not dates (a CSV file stores dates as text). Convert it first: "
+        f"{target} = pd.to_datetime({target}); then .dt works."
+    )
+
+
+def _parses_as_dates(values: pd.Series) -> bool:
+    if not values.str.contains(r"\d", regex=True).all() or values.str.fullmatch(r"-?\d+(\.\d+)?").all():
+        return False  # plain numbers are not dates
+    with warnings.catch_warnings():  # mixed formats fall back to dateutil: fine for a yes/no
+        warnings.simplefilter("ignore", UserWarning)
+        return bool(pd.to_datetime(values, errors="coerce").notna().all())
 
 
 def _text_in_numbers(value: object, tables: Mapping[str, pd.DataFrame]) -> str:

@@ -88,3 +88,18 @@ def test_several_files_are_each_listed():
     hint = error_hint(raised("df['vehicle_class']"), {"mpg.csv": CARS, "prices.csv": other})
     assert hint.startswith("Hint: `vehicle_class` is not a column of any data file.")
     assert "Columns of prices.csv: id, price" in hint
+
+
+def test_dt_on_dates_read_as_text_names_the_column():
+    weather = pd.DataFrame(
+        {"date": ["2012-01-01", "2012-01-02"], "temp_max": [12.8, 10.6], "code": ["1", "2"]}
+    )
+    hint = error_hint(raised("df['date'].dt.month", df=weather), {"seattle-weather.csv": weather})
+    assert hint == (
+        "Hint: `date` holds text, not dates (a CSV file stores dates as text). Convert it first: "
+        "df['date'] = pd.to_datetime(df['date']); then .dt works."
+    )
+    plain = pd.DataFrame({"code": ["1", "2"], "temp": [1.0, 2.0]})
+    assert "Convert it first: df[column] = pd.to_datetime(df[column])" in error_hint(
+        raised("df['code'].dt.month", df=plain), {"plain.csv": plain}
+    )
