@@ -134,9 +134,10 @@ def _text_dates(tables: Mapping[str, pd.DataFrame]) -> str:
     dates = []
     for frame in tables.values():
         for col in frame.columns:
-            values = frame[col].dropna().astype(str).head(50)
-            text = pd.api.types.is_object_dtype(frame[col]) or pd.api.types.is_string_dtype(frame[col])
-            if text and len(values) and _parses_as_dates(values):
+            if not (pd.api.types.is_object_dtype(frame[col]) or pd.api.types.is_string_dtype(frame[col])):
+                continue
+            values = frame[col].dropna().head(50).astype(str)
+            if len(values) and _parses_as_dates(values):
                 dates.append(str(col))
     col = dates[0] if dates else "the column"
     target = f"df[{col!r}]" if dates else "df[column]"

@@ -231,33 +231,27 @@ class ExpertBackend(OpenAnalysis):
         return Move("inspect", prose, code.inspect_code(self.view, cols, self.rng, distinct=True))
 
     def _case_mistake(self) -> Move:
-        col = next(c for c in self.cols if code.wrong_case(c.name, self.view.names))
-        wrong = code.wrong_case(col.name, self.view.names) or col.name
-        prose = phrase(self.rng, "case_mistake", rows_note=self._rows_note(), wrong=wrong)
-
-        def fix() -> Move:
-            return Move(
-                "case_fix",
-                phrase(self.rng, "case_fix", right=col.name, wrong=wrong),
-                code.column_look(col.name, col.numeric),
-            )
-
-        return Move("case_mistake", prose, code.column_look(wrong, col.numeric), fix=fix)
+        return self._column_mistake("case", code.wrong_case)
 
     def _name_mistake(self) -> Move:
         """A column named from the question's words; the loop's hint lists the real columns."""
-        col = next(c for c in self.cols if code.wrong_word(c.name, self.view.names))
-        wrong = code.wrong_word(col.name, self.view.names) or col.name
+        return self._column_mistake("name", code.wrong_word)
+
+    def _column_mistake(self, kind: str, guess: Callable[[str, list[str]], str | None]) -> Move:
+        """A look at a column under a wrong name (``guess``), then under its own once the KeyError
+        comes back; ``kind`` picks the fix's wording."""
+        col = next(c for c in self.cols if guess(c.name, self.view.names))
+        wrong = guess(col.name, self.view.names) or col.name
         prose = phrase(self.rng, "case_mistake", rows_note=self._rows_note(), wrong=wrong)
 
         def fix() -> Move:
             return Move(
-                "name_fix",
-                phrase(self.rng, "name_fix", right=col.name, wrong=wrong),
+                f"{kind}_fix",
+                phrase(self.rng, f"{kind}_fix", right=col.name, wrong=wrong),
                 code.column_look(col.name, col.numeric),
             )
 
-        return Move("name_mistake", prose, code.column_look(wrong, col.numeric), fix=fix)
+        return Move(f"{kind}_mistake", prose, code.column_look(wrong, col.numeric), fix=fix)
 
     def _dates_mistake(self, col: Column) -> Move:
         prose = phrase(self.rng, "dates_mistake", rows_note=self._rows_note(), col=col.name)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import ast
 import random
-import re
 
+from finetune.drills import words
 from finetune.expert_data import Column, DataView
 
 COMMENT_RULES: list[tuple[str, tuple[str, ...]]] = [
@@ -70,8 +70,7 @@ def wrong_word(name: str, taken: list[str]) -> str | None:
     """A name a model guesses from the question's words rather than the preview: the column in
     snake case (``DriveTrain`` -> ``drive_train``, ``Sepal.Length`` -> ``sepal_length``), or with a
     plural ``s`` added or dropped. None when every guess is a real column."""
-    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
-    snake = re.sub(r"[^0-9a-zA-Z]+", "_", snake).strip("_").lower()
+    snake = words(name).replace(" ", "_")
     if name.endswith("ss"):
         plural = name + "es"
     else:

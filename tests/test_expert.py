@@ -117,6 +117,18 @@ def _closed_sample() -> list[tuple[str, int]]:
     return [(task_id, i) for i, task_id in enumerate(closed[::8][:5])]
 
 
+def _solve(prepared, seed: int, run_dir):
+    """One expert run on a prepared task, in a real kernel."""
+    return analyze(
+        [prepared.csv_path],
+        prepared.task.question,
+        run_dir,
+        ExpertBackend(prepared.task, seed),
+        RunConfig(max_turns=10),
+        task_id=prepared.task.id,
+    )
+
+
 @pytest.fixture(scope="module")
 def dataset_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("datasets")
@@ -126,14 +138,7 @@ def dataset_cache(tmp_path_factory):
 def test_expert_solves_closed_train_tasks(task_id, seed, dataset_cache, tmp_path):
     spec = next(s for s in load_suite() if any(t.id == task_id for t in s.tasks))
     prepared = next(p for p in prepared_tasks(spec, dataset_cache) if p.task.id == task_id)
-    result = analyze(
-        [prepared.csv_path],
-        prepared.task.question,
-        tmp_path / "run",
-        ExpertBackend(prepared.task, seed),
-        RunConfig(max_turns=10),
-        task_id=task_id,
-    )
+    result = _solve(prepared, seed, tmp_path / "run")
     assert result.outcome.status == "report"
     assert 3 <= result.outcome.turns <= 6
     score = score_task(prepared, result.trajectory)
@@ -162,14 +167,7 @@ def test_a_column_named_from_the_question_is_fixed_from_the_hint(dataset_cache, 
             break
     else:
         pytest.fail("no seed in 200 plans the name mistake")
-    result = analyze(
-        [prepared.csv_path],
-        prepared.task.question,
-        tmp_path / "run",
-        ExpertBackend(prepared.task, seed),
-        RunConfig(max_turns=10),
-        task_id=prepared.task.id,
-    )
+    result = _solve(prepared, seed, tmp_path / "run")
     failed = next(s for s in result.trajectory.steps if s.execution is not None and not s.execution.ok)
     wrong = failed.execution.error.evalue.strip("'")
     assert f"Hint: `{wrong}` is not a column of {prepared.csv_path.name}." in failed.observation
