@@ -5,8 +5,10 @@ is ``class``) tends to send the same cell again and again: the traceback names t
 not the columns that exist. The loop knows the columns from the preview of each input file, so it
 adds them to the error, with the nearest names. Likewise for a text column caught in a numeric
 computation (``could not convert string to float: 'malignant'``: pandas 2 no longer drops text
-columns silently), for ``.dt`` on dates still read as text, and for a column name used as a bare
-variable (``name 'wind' is not defined``).
+columns silently), for a value used as a column (``df['malignant']`` where ``malignant`` is a
+value of ``diagnosis``), for ``.dt`` on dates still read as text, for a column name used as a bare
+variable (``name 'wind' is not defined``), for ``df.corr('medv')``, and for a method compared or
+indexed without its parentheses (``.size >= 1``).
 
 Hints only add text after the traceback; whether a failure counts as the same failure again is
 decided on the error itself, so a hint never changes when the loop stops.
@@ -30,6 +32,10 @@ _QUOTED = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)\"""")
 _NOT_FOUND = re.compile(r"^(?:Columns? not found: )(.+)$")
 _NOT_DEFINED = re.compile(r"^name '([^']+)' is not defined$")
 _NOT_FLOAT = re.compile(r"^could not convert string to float: (.+)$")
+_NONE_OF = re.compile(r"^None of \[Index\((\[.*?\])")
+_CORR_CALL = re.compile(r"\.corr\(\s*(['\"])([^'\"]+)\1")
+_UNCALLED = re.compile(r"instances of '(?:method|builtin_function_or_method)'|'method' object")
+_METHOD_NO_CALL = re.compile(r"\.(size|count|sum|mean|median|max|min|std|nunique|idxmax|idxmin)\b(?!\s*\()")
 
 
 def error_hint(error: CellError, tables: Mapping[str, pd.DataFrame]) -> str | None:
@@ -44,6 +50,10 @@ def error_hint(error: CellError, tables: Mapping[str, pd.DataFrame]) -> str | No
         return _text_in_numbers(_literal(match.group(1)), tables)
     if error.ename == "AttributeError" and error.evalue.startswith("Can only use .dt accessor"):
         return _text_dates(tables)
+    if _is_corr_misuse(error):
+        return _corr_with_a_column(error, tables)
+    if error.ename == "TypeError" and _UNCALLED.search(error.evalue):
+        return _uncalled_method(error)
     return None
 
 
@@ -54,8 +64,13 @@ def _keys(evalue: str) -> list[str]:
     ``'Column not found: age'``. Integer and other non-string keys give nothing.
     """
     text = _literal(evalue)
+    if isinstance(text, list):  # ``KeyError: ['a']`` from dropna(subset=...)
+        return [v for v in text if isinstance(v, str)]
     if not isinstance(text, str) or text == evalue.strip():  # not a quoted key: np.int64(0), 3, ...
         return []
+    if match := _NONE_OF.match(text):  # "None of [Index(['a', 'b'], dtype='str')] are in the [columns]"
+        value = _literal(match.group(1))
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
     if match := _NOT_FOUND.match(text):
         names = [a or b for a, b in _QUOTED.findall(match.group(1))] or [match.group(1)]
         return [n.strip() for n in names if n.strip()]
@@ -79,15 +94,17 @@ def _columns(tables: Mapping[str, pd.DataFrame]) -> dict[str, list[str]]:
 
 
 def _nearest(name: str, columns: list[str]) -> list[str]:
-    """Columns the model probably meant: same name in another case, a close spelling, or one word
-    of it (``vehicle_class`` -> ``class``)."""
+    """Columns the model probably meant: same name in another case, a close spelling, one word of
+    it (``vehicle_class`` -> ``class``), or its initials (``home_runs`` -> ``hr``)."""
     folded = {c.lower(): c for c in columns}
     if name.lower() in folded:
         return [folded[name.lower()]]
     close = difflib.get_close_matches(name.lower(), list(folded), n=3, cutoff=0.6)
-    words = set(re.split(r"[^0-9a-z]+", name.lower())) - {""}
+    words = [w for w in re.split(r"[^0-9a-z]+", name.lower()) if w]
     parts = [c for key, c in folded.items() if key in words and len(key) > 2]
-    return list(dict.fromkeys([folded[c] for c in close] + parts))[:3]
+    initials = "".join(w[0] for w in words)
+    short = [folded[initials]] if len(words) > 1 and initials in folded else []
+    return list(dict.fromkeys([folded[c] for c in close] + parts + short))[:3]
 
 
 def _listing(columns: list[str]) -> str:
@@ -111,13 +128,74 @@ def _missing_columns(
         return None
     names = ", ".join(f"`{k}`" for k in missing)
     where = f"{next(iter(columns))}" if len(columns) == 1 else "any data file"
-    lines = [f"Hint: {names} {'is' if len(missing) == 1 else 'are'} not a column of {where}."]
-    guesses = list(dict.fromkeys(g for k in missing for g in _nearest(k, sorted(every))))
+    lines = [f"Hint: {names} {'is not a column' if len(missing) == 1 else 'are not columns'} of {where}."]
+    values = {k: holder for k in missing if (holder := _value_holder(k, tables))}
+    for key, column in values.items():
+        lines.append(
+            f"`{key}` is a value of the column `{column}`: select those rows with "
+            f"df[df[{column!r}] == {key!r}]."
+        )
+    names = [k for k in missing if k not in values]
+    guesses = list(dict.fromkeys(g for k in names for g in _nearest(k, sorted(every))))
     if guesses:
         lines.append("Did you mean " + " or ".join(f"`{g}`" for g in guesses) + "?")
     for file, cols in columns.items():
         lines.append(f"Columns of {file}: {_listing(cols)}")
     return "\n".join(lines)
+
+
+def _text_columns(frame: pd.DataFrame) -> list:
+    return [
+        col
+        for col in frame.columns
+        if pd.api.types.is_object_dtype(frame[col]) or pd.api.types.is_string_dtype(frame[col])
+    ]
+
+
+def _value_holder(key: str, tables: Mapping[str, pd.DataFrame]) -> str | None:
+    """The text column whose values include ``key`` (``'malignant'`` in ``diagnosis``), if any."""
+    for frame in tables.values():
+        for col in _text_columns(frame):
+            if frame[col].astype(str).eq(key).any():
+                return str(col)
+    return None
+
+
+def _is_corr_misuse(error: CellError) -> bool:
+    """``df.corr('medv', ...)``: DataFrame.corr takes the method first, not a column."""
+    if error.ename == "TypeError":
+        return "corr() got multiple values for argument 'method'" in error.evalue
+    return error.ename == "ValueError" and error.evalue.startswith("method must be either 'pearson'")
+
+
+def _corr_with_a_column(error: CellError, tables: Mapping[str, pd.DataFrame]) -> str:
+    every = {c for cols in _columns(tables).values() for c in cols}
+    match = _CORR_CALL.search(error.traceback)
+    column = match.group(2) if match and match.group(2) in every else "col"
+    return (
+        "Hint: DataFrame.corr() takes no column name. Each column's correlation with one column: "
+        f"df.corr(numeric_only=True)[{column!r}]; two columns: df['a'].corr(df['b'])."
+    )
+
+
+def _uncalled_method(error: CellError) -> str:
+    """A method used as a value: ``.size >= 1`` where ``.size() >= 1`` was meant."""
+    match = _METHOD_NO_CALL.search(_failing_line(error.traceback))
+    what = (
+        f"`.{match.group(1)}` is a method: call it, `.{match.group(1)}()`"
+        if match
+        else "A method was used without calling it: add the parentheses"
+    )
+    return f"Hint: {what}."
+
+
+def _failing_line(traceback: str) -> str:
+    """The source line under the last ``Cell In[n], line m`` of a traceback, or ''."""
+    lines = traceback.splitlines()
+    marks = [i for i, line in enumerate(lines) if line.lstrip().startswith("Cell In[")]
+    if not marks or marks[-1] + 1 >= len(lines):
+        return ""
+    return lines[marks[-1] + 1]
 
 
 def _bare_name(name: str, tables: Mapping[str, pd.DataFrame]) -> str | None:
@@ -133,9 +211,7 @@ def _text_dates(tables: Mapping[str, pd.DataFrame]) -> str:
     """``.dt`` on a column read from CSV as text: name the text columns that parse as dates."""
     dates = []
     for frame in tables.values():
-        for col in frame.columns:
-            if not (pd.api.types.is_object_dtype(frame[col]) or pd.api.types.is_string_dtype(frame[col])):
-                continue
+        for col in _text_columns(frame):
             values = frame[col].dropna().head(50).astype(str)
             if len(values) and _parses_as_dates(values):
                 dates.append(str(col))

@@ -103,3 +103,55 @@ def test_dt_on_dates_read_as_text_names_the_column():
     assert "Convert it first: df[column] = pd.to_datetime(df[column])" in error_hint(
         raised("df['code'].dt.month", df=plain), {"plain.csv": plain}
     )
+
+
+def test_the_none_of_form_and_the_list_form_name_their_columns():
+    hint = error_hint(raised("df[['home_runs', 'hwy']]"), TABLES)  # pandas: "None of [Index([...])] ..."
+    assert hint.startswith("Hint: `home_runs` is not a column of mpg.csv.")
+    hint = error_hint(raised("df.dropna(subset=['Hwy'])"), TABLES)  # KeyError: ['Hwy']
+    assert hint.startswith("Hint: `Hwy` is not a column of mpg.csv.\nDid you mean `hwy`?")
+
+
+def test_initials_of_a_long_name_find_the_short_column():
+    batting = pd.DataFrame({"year": [1990, 1991], "hr": [3, 5], "h": [40, 52]})
+    hint = error_hint(raised("df['home_runs']", df=batting), {"baseball.csv": batting})
+    assert "Did you mean `hr`?" in hint
+
+
+def test_a_value_used_as_a_column_is_pointed_to_its_column():
+    hint = error_hint(raised("df['suv']"), TABLES)
+    assert hint.splitlines()[:2] == [
+        "Hint: `suv` is not a column of mpg.csv.",
+        "`suv` is a value of the column `class`: select those rows with df[df['class'] == 'suv'].",
+    ]
+    assert "Did you mean" not in hint
+
+
+def in_a_cell(code: str, **names) -> CellError:
+    """As ``raised``, with the traceback's cell line as the kernel writes it."""
+    error = raised(code, **names)
+    return error.model_copy(
+        update={"traceback": f"Traceback (most recent call last):\n\n  Cell In[3], line 1\n    {code}\n"}
+    )
+
+
+def test_corr_given_a_column_shows_how_to_correlate_with_it():
+    for code in ("df.corr('hwy', method='pearson')", "df.corr('hwy', numeric_only=True)"):
+        assert error_hint(in_a_cell(code), TABLES) == (
+            "Hint: DataFrame.corr() takes no column name. Each column's correlation with one column: "
+            "df.corr(numeric_only=True)['hwy']; two columns: df['a'].corr(df['b'])."
+        )
+
+
+def test_a_method_used_without_its_parentheses():
+    hint = error_hint(in_a_cell("(df.groupby('class').size >= 1).sum()"), TABLES)
+    assert hint == "Hint: `.size` is a method: call it, `.size()`."
+    hint = error_hint(raised("df['hwy'].max[0]"), TABLES)  # no traceback line to read
+    assert hint == "Hint: A method was used without calling it: add the parentheses."
+
+
+def test_several_missing_columns_in_one_key():
+    hint = error_hint(raised("df[['vehicle_class', 'Hwy']]"), TABLES)
+    assert hint.startswith(
+        "Hint: `vehicle_class`, `Hwy` are not columns of mpg.csv.\nDid you mean `class` or `hwy`?"
+    )

@@ -105,6 +105,16 @@ def test_a_text_column_in_a_mean_gets_a_hint_naming_it(tmp_path, small_csv):
     assert result.outcome.status == "report"
 
 
+def test_corr_given_a_column_gets_a_hint_from_the_kernels_traceback(tmp_path, small_csv):
+    failing = "```python\nimport pandas as pd\ndf = pd.read_csv('shop.csv')\nc = df.corr('sales', method='pearson')\n```"
+    fixed = "```python\nprint(df.corr(numeric_only=True)['sales'].round(3))\n```"
+    result, backend = run(tmp_path, small_csv, [failing, fixed, "## Final Report\n- done"])
+    feedback = backend.calls[1][-1].content
+    assert "got multiple values for argument 'method'" in feedback
+    assert "df.corr(numeric_only=True)['sales']" in feedback  # the column, read from the cell's line
+    assert result.outcome.status == "report" and result.outcome.errors == 1
+
+
 def test_max_turns(tmp_path, small_csv):
     result, _ = run(tmp_path, small_csv, ["```python\nprint(1)\n```"] * 5, max_turns=2)
     assert result.outcome.status == "max_turns" and result.outcome.turns == 2
