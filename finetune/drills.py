@@ -7,7 +7,8 @@ the mean, draw a bar chart) where a held-out question needs a filter, a threshol
 Drills add questions of the kinds analysts ask of any table, filled in with the dataset's columns and
 values: the group with the highest mean, the mean within one group or above a threshold, a share, a
 count, a correlation, the strongest correlate, a yearly mean, the row with the largest value, the most
-common value. Each drill is an ordinary ``Task`` with reference code; its expected answers are computed
+common value, a percentage under a numeric condition, a median and the rows above a multiple of it,
+a least-squares line (slope, intercept, R-squared), and the accuracy of a one-threshold rule. Each drill is an ordinary ``Task`` with reference code; its expected answers are computed
 by the same reference runner as the task files', so collect verifies drill runs exactly like the rest.
 
 Only train-split datasets are drilled; ``collect`` refuses anything else before this module is used.
@@ -343,6 +344,101 @@ def gaps(cols: Columns, rng: random.Random) -> Drill | None:
     return f"missing-{ident(col)}", question, answers, code
 
 
+def _cut(value: float) -> float:
+    """A threshold as a person would write it: whole above 10, else two decimals."""
+    return round(value) if abs(value) >= 10 else round(value, 2)
+
+
+def share_where(cols: Columns, rng: random.Random) -> Drill | None:
+    """A percentage of rows meeting a numeric condition, among the rows where the value is known."""
+    if not cols.numeric:
+        return None
+    num = rng.choice(cols.numeric)
+    cut = _cut(float(cols.frame[num].quantile(rng.choice([0.2, 0.5, 0.8]))))
+    op, said = rng.choice([("<=", "at most"), (">", "above")])
+    name = rng.choice(["pct", "share", f"pct_{ident(num)}"])
+    answers = [_number(name, 2, "percent")]
+    say = Namer(rng)
+    condition = f"{num} {op} {cut}" if rng.random() < 0.5 else f"{say.col(num)} {said} {cut}"
+    question = (
+        f"Among rows with a recorded {say.col(num)}, what percentage have {condition}? {_report(answers)}"
+    )
+    code = f"known = df[{num!r}].dropna()\n{name} = (known {op} {cut}).mean() * 100"
+    return f"pct-{ident(num)}-{'le' if op == '<=' else 'gt'}", question, answers, code
+
+
+def median_multiple(cols: Columns, rng: random.Random) -> Drill | None:
+    """The median of a column, and how many rows exceed a multiple of it."""
+    if not cols.numeric:
+        return None
+    num = rng.choice(cols.numeric)
+    if not cols.frame[num].median() > 0:
+        return None
+    times = rng.choice([1.5, 2])
+    if not (cols.frame[num] > times * cols.frame[num].median()).any():
+        return None  # a count of zero teaches nothing
+    say = Namer(rng)
+    answers = [_number(say.answer(["median", f"median_{ident(num)}"], num), 2), _number("n_high", 0)]
+    if answers[0].name == answers[1].name:
+        return None
+    question = (
+        f"What is the median {say.col(num)}, and how many rows have {say.col(num)} above {times} times that "
+        f"median? Report @{answers[0].name}[value] rounded to 2 decimals and @n_high[value]."
+    )
+    median = answers[0].name
+    code = f"{median} = df[{num!r}].median()\nn_high = int((df[{num!r}] > {times} * {median}).sum())"
+    return f"median-{ident(num)}-times-{times}", question, answers, code
+
+
+def line_fit(cols: Columns, rng: random.Random) -> Drill | None:
+    """A straight-line least-squares fit of one column on another: slope, intercept or R-squared."""
+    if len(cols.numeric) < 2:
+        return None
+    x, y = rng.sample(cols.numeric, 2)
+    wanted = rng.choice([["slope", "intercept"], ["slope", "r2"], ["r2"], ["slope"]])
+    answers = [_number(name, 3) for name in wanted]
+    say = Namer(rng)
+    question = (
+        f"Fit an ordinary least squares line of {say.col(y)} on {say.col(x)} (with an intercept). "
+        + {"slope": "What is its slope", "r2": "What is its R-squared"}[wanted[0]]
+        + {1: "?", 2: f" and its {'intercept' if 'intercept' in wanted else 'R-squared'}?"}[len(wanted)]
+        + f" {_report(answers)}"
+    )
+    lines = [
+        "import numpy as np",
+        f"fit = df[[{x!r}, {y!r}]].dropna()",
+        f"slope, intercept = np.polyfit(fit[{x!r}], fit[{y!r}], 1)",
+    ]
+    if "r2" in wanted:
+        lines.append(f"r2 = fit[{x!r}].corr(fit[{y!r}]) ** 2")
+    return f"fit-{ident(y)}-on-{ident(x)}-{'-'.join(wanted)}", question, answers, "\n".join(lines)
+
+
+def rule_accuracy(cols: Columns, rng: random.Random) -> Drill | None:
+    """A one-threshold rule for a two-valued column, and the percentage of rows it gets right."""
+    pairs = [c for c in cols.groups if cols.frame[c].nunique() == 2]
+    if not (pairs and cols.numeric):
+        return None
+    cat, num = rng.choice(pairs), rng.choice(cols.numeric)
+    level = rng.choice(sorted(cols.frame[cat].dropna().unique().tolist(), key=str))
+    cut = _cut(float(cols.frame[num].median()))
+    op = rng.choice([">", "<="])
+    name = rng.choice(["accuracy", "pct_correct"])
+    answers = [_number(name, 2, "percent")]
+    say = Namer(rng)
+    question = (
+        f"Predict {say.col(cat)} = {level} when {num} {op} {cut}, and the other value otherwise. "
+        f"What percentage of rows does this rule get right? {_report(answers)}"
+    )
+    code = (
+        f"rows = df.dropna(subset=[{cat!r}, {num!r}])\n"
+        f"predicted = rows[{num!r}] {op} {cut}\n"
+        f"actual = rows[{cat!r}] == {_value(level)}\n"
+        f"{name} = (predicted == actual).mean() * 100"
+    )
+    return f"rule-{ident(cat)}-{ident(num)}", question, answers, code
+
+
 KINDS: list[Callable[[Columns, random.Random], Drill | None]] = [
     best_group,
     group_means,
@@ -355,6 +451,10 @@ KINDS: list[Callable[[Columns, random.Random], Drill | None]] = [
     top_row,
     most_common,
     gaps,
+    share_where,
+    median_multiple,
+    line_fit,
+    rule_accuracy,
 ]
 
 

@@ -3,8 +3,10 @@ token budget, so that a LoRA epoch fits a CPU's afternoon.
 
     python scripts/select_training.py runs/collect-expert --budget 100000 --out data/headline
 
-Deterministic. Per task it keeps one kept run: for every `--fix-every`-th task (in id order) the
-shortest run in which the model made a mistake and fixed it, otherwise the shortest run. Open tasks
+Deterministic. Per task it keeps one kept run: for every `--fix-every`-th task (in id order) a run in
+which the model made a mistake and fixed it, otherwise the shortest run. Among a task's fixed runs it
+takes the kind of mistake (a column name, a misspelt variable, dates read as text, ...) taken least
+so far, then the shortest, so that one common kind does not crowd out the rare ones. Open tasks
 fill up to `--open-share` of the budget, then closed tasks (they carry the `@name[value]` answers the
 eval scores) the rest; within each group the datasets take turns, so every dataset is represented. Writes OUT/train.jsonl and OUT/selection.json (what was taken).
 """
@@ -13,8 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from eval_datasets.schema import load_suite
@@ -43,10 +46,16 @@ def main(argv: list[str] | None = None) -> int:
         by_task[run["task"]].append((run, line))
 
     picks = []
+    mistakes: dict[str, int] = defaultdict(int)
     for n, task_id in enumerate(sorted(by_task)):
         runs = sorted(by_task[task_id], key=lambda pair: (pair[0]["tokens"], pair[0]["seed"]))
         fixed = [pair for pair in runs if pair[0]["errors"] > 0]
-        picks.append(fixed[0] if fixed and n % args.fix_every == 0 else runs[0])
+        if fixed and n % args.fix_every == 0:
+            pick = min(fixed, key=lambda pair: mistakes[mistake(pair[1])])  # min keeps the shortest on ties
+            mistakes[mistake(pick[1])] += 1
+            picks.append(pick)
+        else:
+            picks.append(runs[0])
 
     # Datasets take turns (each one's first task, then each one's second, ...), so that a budget
     # smaller than the collection still spreads over every dataset instead of the first in id order.
@@ -76,12 +85,26 @@ def main(argv: list[str] | None = None) -> int:
         "closed": sum(kind[run["task"]] == "closed" for run, _ in taken),
         "open": sum(kind[run["task"]] == "open" for run, _ in taken),
         "with_fixed_error": sum(run["errors"] > 0 for run, _ in taken),
+        "mistakes": dict(sorted(Counter(mistake(line) for run, line in taken if run["errors"] > 0).items())),
         "turns": sum(run["turns"] for run, _ in taken),
         "runs": [f"{run['task']} s{run['seed']}" for run, _ in taken],
     }
     (args.out / "selection.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}))
     return 0
+
+
+ERROR_LINE = re.compile(r"^(\w+(?:Error|Exception)): ?(.*)$", re.MULTILINE)
+
+
+def mistake(line: str) -> str:
+    """The first error a conversation's outputs show, as a kind: ``KeyError``, ``NameError``,
+    ``AttributeError: .dt`` (dates read as text), ... ; '' when none."""
+    for message in json.loads(line)["messages"]:
+        if message["role"] == "user" and (match := ERROR_LINE.search(message["content"])):
+            name, text = match.groups()
+            return f"{name}: .dt" if ".dt accessor" in text else name
+    return ""
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 
 import numpy as np
@@ -189,3 +190,119 @@ def test_drills_say_columns_in_words_and_name_answers_by_role():
     assert "shop region" in text and "Shop.Region" in text
     assert {"group", "top", "name"} & names  # roles, not only column names
     assert drills.words("DriveTrain") == "drive train" and drills.words("hwy") == "hwy"
+
+
+def _solve(drill) -> dict:
+    """Run a drill's computation on the frame, as the reference runner does."""
+    slug, question, answers, code = drill
+    space = {"pd": pd, "df": _paired_frame()}
+    exec(code, space)
+    return {a.name: space[a.name] for a in answers}
+
+
+def _paired_frame() -> pd.DataFrame:
+    frame = _frame()
+    frame["member"] = np.where(frame["price"] > frame["price"].median(), "yes", "no")
+    return frame
+
+
+def _drills(kind, seeds: int = 40) -> list:
+    cols = drills.Columns(_paired_frame())
+    made = [kind(cols, random.Random(seed)) for seed in range(seeds)]
+    return [d for d in made if d is not None]
+
+
+def test_line_fits_match_least_squares():
+    frame = _paired_frame()
+    made = _drills(drills.line_fit)
+    assert {tuple(a.name for a in d[2]) for d in made} >= {("slope", "intercept"), ("r2",)}
+    for drill in made:
+        y, x = re.match(r"fit-(\w+)-on-(\w+)-", drill[0]).groups()
+        known = frame[[x, y]].dropna()
+        design = np.column_stack([known[x], np.ones(len(known))])
+        (slope, intercept), *_ = np.linalg.lstsq(design, known[y], rcond=None)
+        resid = known[y] - design @ np.array([slope, intercept])
+        r2 = 1 - (resid**2).sum() / ((known[y] - known[y].mean()) ** 2).sum()
+        want = {"slope": slope, "intercept": intercept, "r2": r2}
+        got = _solve(drill)
+        assert got == {k: pytest.approx(want[k]) for k in got}, drill[1]
+        assert "ordinary least squares line" in drill[1]
+
+
+def test_rule_accuracy_counts_the_rows_the_rule_gets_right():
+    frame = _paired_frame()
+    made = _drills(drills.rule_accuracy)
+    assert made
+    for drill in made:
+        level, num, op, cut = re.search(r"= (\w+) when (\w+) (>|<=) ([\d.]+)", drill[1]).groups()
+        rows = frame.dropna(subset=["member", num])
+        said = rows[num] > float(cut) if op == ">" else rows[num] <= float(cut)
+        right = sum(bool(s) == (m == level) for s, m in zip(said, rows["member"], strict=True))
+        (value,) = _solve(drill).values()
+        assert value == pytest.approx(100 * right / len(rows)), drill[1]
+
+
+def test_percentages_under_a_condition_skip_unknown_values():
+    frame = _paired_frame()
+    made = _drills(drills.share_where)
+    assert any("rating" in d[0] for d in made)  # the column with gaps is among them
+    for drill in made:
+        col = re.match(r"pct-(\w+)-(le|gt)", drill[0]).group(1)
+        cut = float(re.search(r"(?:<=|>|at most|above) ([\d.]+)\?", drill[1]).group(1))
+        known = frame[col].dropna()
+        want = 100 * ((known <= cut) if drill[0].endswith("-le") else (known > cut)).sum() / len(known)
+        (value,) = _solve(drill).values()
+        assert value == pytest.approx(want), drill[1]
+
+
+def test_median_multiples_count_the_rows_above():
+    frame = _paired_frame()
+    rng = np.random.default_rng(2)
+    frame["spend"] = np.r_[rng.uniform(0.5, 1.5, 100), rng.uniform(4, 6, 20)]  # 20 rows far above
+    frame["level"] = rng.uniform(10, 12, len(frame))  # no row above 1.5 times its median
+    cols = drills.Columns(frame)
+    made = [drills.median_multiple(cols, random.Random(s)) for s in range(40)]
+    spend = [d for d in made if d is not None and "spend" in d[0]]
+    assert spend
+    for _slug, question, answers, code in spend:
+        space = {"pd": pd, "df": frame}
+        exec(code, space)
+        assert space[answers[0].name] == frame["spend"].median() and space["n_high"] == 20, question
+    # a column where no row passes the multiple gives no drill: a zero count teaches nothing
+    assert all(d is None or "level" not in d[0] for d in made)
+
+
+def test_training_selection_spreads_over_kinds_of_mistake(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "select_training.py"
+    spec = importlib.util.spec_from_file_location("select_training", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def conversation(error: str) -> dict:
+        failed = f"Output:\n```\nTraceback (most recent call last):\n\n{error}\n```"
+        return {"messages": [{"role": "user", "content": "Task"}, {"role": "user", "content": failed}]}
+
+    errors = {
+        0: "KeyError: 'Price'",
+        1: "NameError: name 'mean_prce' is not defined",
+        2: "AttributeError: Can only use .dt accessor with datetimelike values",
+    }
+    runs, lines = [], []
+    for task in ("aaa/t1", "aaa/t2", "aaa/t3"):
+        for seed, tokens in ((0, 100), (1, 110), (2, 120)):  # the KeyError run is always the shortest
+            runs.append(
+                {"task": task, "seed": seed, "verdict": "kept", "turns": 4, "errors": 1, "tokens": tokens}
+            )
+            lines.append(json.dumps(conversation(errors[seed])))
+    collected = tmp_path / "collect"
+    collected.mkdir()
+    (collected / "stats.json").write_text(json.dumps({"runs_detail": runs}))
+    (collected / "train.jsonl").write_text("".join(line + "\n" for line in lines))
+    assert module.main([str(collected), "--fix-every", "1", "--out", str(tmp_path / "out")]) == 0
+    taken = json.loads((tmp_path / "out" / "selection.json").read_text())
+    assert taken["runs"] == ["aaa/t1 s0", "aaa/t2 s1", "aaa/t3 s2"]
+    assert taken["mistakes"] == {"AttributeError: .dt": 1, "KeyError": 1, "NameError": 1}
