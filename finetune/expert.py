@@ -2,7 +2,8 @@
 
 ``ExpertBackend(task, seed)`` implements the Backend protocol. For one task it plans a short analysis
 (inspect -> clean -> compute -> plot -> conclude), sometimes makes a realistic mistake (wrong column
-case, a column named from the question's words, unparsed dates, a misspelt variable) and fixes it
+case, a column named from the question's words, unparsed dates, a misspelt variable, a pandas call
+misused) and fixes it
 once the error comes back. It reads every observation: errors decide the next move, and the values
 in the final report are the ones the kernel printed, never the task's stored answers. Its code runs
 for real in the sandbox through ``analyze()``, so every observation in its trajectories is genuine.
@@ -133,6 +134,8 @@ class ExpertBackend(OpenAnalysis):
             options.append("dates")
         if self.closed and self._typo() is not None:
             options.append("typo")
+        if self.closed and code.api_slip(self.reference) is not None:
+            options.append("api")
         return self.rng.choice(options) if options else None
 
     def _closed_moves(self, mistake: str | None, first: list[Callable[[], Move]]) -> list[Callable[[], Move]]:
@@ -144,6 +147,8 @@ class ExpertBackend(OpenAnalysis):
                 moves.append(lambda: self._clean_dates(dates[0]))
             elif gaps and self.rng.random() < 0.5:
                 moves.append(lambda: self._missing(gaps))
+        if mistake == "api":
+            return [*moves, self._api_slip, self._plot]
         if mistake != "typo" and self.rng.random() < 0.3:
             return [*moves, self._compute_and_plot]
         return [*moves, lambda: self._compute(typo=mistake == "typo"), self._plot]
@@ -283,6 +288,20 @@ class ExpertBackend(OpenAnalysis):
                 phrase(self.rng, "typo_fix", name=name, typo=wrong),
                 code.answer_prints(self.task.answers),
             )
+        return move
+
+    def _api_slip(self) -> Move:
+        """The computation with a call misused (``df.corr('medv')``, ``df['malignant']``), then the
+        task's own code once the error and its hint come back."""
+        wrong = code.api_slip(self.reference) or self.reference
+        prints = code.answer_prints(self.task.answers)
+        prose = phrase(self.rng, "compute", rows_note=self._rows_note())
+        move = Move("api_mistake", prose, f"{code.comment_reference(wrong, self.rng)}\n\n{prints}")
+        move.fix = lambda: Move(
+            "api_fix",
+            phrase(self.rng, "api_fix"),
+            f"{code.comment_reference(self.reference, self.rng)}\n\n{prints}",
+        )
         return move
 
     def _compute_and_plot(self) -> Move:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import random
+import re
+from collections.abc import Callable
 
 from finetune.drills import words
 from finetune.expert_data import Column, DataView
@@ -147,6 +149,28 @@ def answer_prints(answers: list, typo: dict[str, str] | None = None) -> str:
             value = f"round({value}, {decimals})"
         lines.append(f'print("{name} =", {value})')
     return "\n".join(lines)
+
+
+_STR = r"""('[^'\n]+'|"[^"\n]+")"""  # a quoted name, either quote
+_CORR_WITH = re.compile(rf"df\.corr\(numeric_only=True\)\[{_STR}\]")
+_CORR_PAIR = re.compile(rf"df\[{_STR}\]\.corr\(df\[{_STR}\]\)")
+_ROWS_OF = re.compile(rf"df\.loc\[df\[{_STR}\] == {_STR}, {_STR}\]")
+SLIPS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+    # a column passed to DataFrame.corr, which takes the method there
+    (_CORR_WITH, lambda m: f"df.corr({m.group(1)}, method='pearson')"),
+    (_CORR_PAIR, lambda m: f"df.corr({m.group(1)}, {m.group(2)})"),
+    # a group's value used as if it were a column
+    (_ROWS_OF, lambda m: f"df[{m.group(2)}][{m.group(3)}]"),
+)
+
+
+def api_slip(reference: str) -> str | None:
+    """The reference code with one misuse small models make and the loop hints at (a column given to
+    ``df.corr``, a value used as a column), or None when its code has none of those calls."""
+    for pattern, wrong in SLIPS:
+        if pattern.search(reference):
+            return pattern.sub(wrong, reference, count=1)
+    return None
 
 
 def misspell(name: str, rng: random.Random, taken: set[str]) -> str | None:

@@ -58,6 +58,11 @@ PHRASES: dict[str, tuple[str, ...]] = {
         "Just a typo in the print (`{typo}` instead of `{name}`). The computation itself ran.",
         "The variable is `{name}`, not `{typo}`. Printing the results properly.",
     ),
+    "api_fix": (
+        "That call was wrong; the hint under the error shows the right form. The same computation, written that way:",
+        "The error and its hint show what I misused. Fixing that line and running the computation again.",
+        "I used that pandas call the wrong way. Following the hint:",
+    ),
     "plot": (
         "A chart to check the result visually: {words}.",
         "Let me draw {words}.",

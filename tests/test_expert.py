@@ -13,8 +13,9 @@ from agent.runner import analyze
 from eval_datasets.prepare import prepared_tasks
 from eval_datasets.schema import Answer, Task, load_suite
 from eval_datasets.scoring import score_task
+from finetune.collect import CollectConfig, select_tasks
 from finetune.expert import ExpertBackend
-from finetune.expert_code import wrong_word
+from finetune.expert_code import SLIPS, api_slip, wrong_word
 from finetune.expert_data import error_name, format_number, parse_preview
 
 PREVIEW = """Task: What is the mean price? Report @mean_price[value], rounded to 1 decimal.
@@ -174,4 +175,35 @@ def test_a_column_named_from_the_question_is_fixed_from_the_hint(dataset_cache, 
     right = failed.observation.split("Did you mean `", 1)[1].split("`", 1)[0]
     fix = result.trajectory.steps[result.trajectory.steps.index(failed) + 1]
     assert fix.execution.ok and repr(right) in fix.execution.code
+    assert result.outcome.status == "report" and score_task(prepared, result.trajectory).correct
+
+
+@pytest.mark.parametrize("slip", [0, 1, 2], ids=["corr-with", "corr-pair", "value-as-column"])
+def test_a_misused_call_is_fixed_from_the_hint(slip, dataset_cache, tmp_path):
+    """Each API slip runs in a real kernel: the call fails, the loop hints, the fix is the task's code."""
+    config = CollectConfig(out=tmp_path / "c", tasks="vega-cars/drill-*", drills=15, cache=dataset_cache)
+    pattern = SLIPS[slip][0]
+    prepared = next(p for p in select_tasks(config) if pattern.search(p.task.reference_code))
+    message = prompts.first_user_message(
+        prepared.task.question, [preview_text(load_input(prepared.csv_path))]
+    )
+    for seed in range(200):
+        expert = ExpertBackend(prepared.task, seed)
+        expert._plan(message)
+        if expert._api_slip in expert.queue:
+            break
+    else:
+        pytest.fail("no seed in 200 plans the API slip")
+    result = _solve(prepared, seed, tmp_path / "run")
+    reference = prepared.task.reference_code.splitlines()
+    wrong, right = next(
+        pair
+        for pair in zip(api_slip(prepared.task.reference_code).splitlines(), reference, strict=True)
+        if pair[0] != pair[1]
+    )
+    steps = result.trajectory.steps
+    failed = next(s for s in steps if s.execution is not None and not s.execution.ok)
+    assert wrong in failed.execution.code and "\nHint: " in failed.observation  # the loop explained it
+    fix = steps[steps.index(failed) + 1]
+    assert fix.execution.ok and right in fix.execution.code and wrong not in fix.execution.code
     assert result.outcome.status == "report" and score_task(prepared, result.trajectory).correct
