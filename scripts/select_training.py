@@ -4,9 +4,11 @@ token budget, so that a LoRA epoch fits a CPU's afternoon.
     python scripts/select_training.py runs/collect-expert --budget 100000 --out data/headline
 
 Deterministic. Per task it keeps one kept run: for every `--fix-every`-th task (in id order) a run in
-which the model made a mistake and fixed it, otherwise the shortest run. Among a task's fixed runs it
+which the model made a mistake and fixed it, otherwise the shortest run. Each dataset's tasks are taken kind by kind (a task file's question, then a drill of
+each kind, ...) in a fixed hashed order, not id order. Among a task's fixed runs it
 takes the kind of mistake (a column name, a misspelt variable, dates read as text, ...) taken least
-so far, then the shortest, so that one common kind does not crowd out the rare ones. Open tasks
+so far, then the shortest; a task with a run fixing a rare kind (under a tenth of the fixed runs)
+always takes one and goes first in its dataset, so that common kinds do not crowd out the rare ones. Open tasks
 fill up to `--open-share` of the budget, then closed tasks (they carry the `@name[value]` answers the
 eval scores) the rest; within each group the datasets take turns, so every dataset is represented. Writes OUT/train.jsonl and OUT/selection.json (what was taken).
 """
@@ -14,6 +16,7 @@ eval scores) the rest; within each group the datasets take turns, so every datas
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import sys
@@ -45,12 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     for run, line in zip(kept, lines, strict=True):
         by_task[run["task"]].append((run, line))
 
+    # A kind of mistake under a tenth of the collection's fixed runs is rare: a task with such a
+    # run always takes it, and goes first within its dataset, or a budget of a few dozen
+    # conversations would hold none.
+    seen = Counter(mistake(line) for run, line in zip(kept, lines, strict=True) if run["errors"] > 0)
+    rare = {name for name, count in seen.items() if count < 0.1 * sum(seen.values())}
     picks = []
     mistakes: dict[str, int] = defaultdict(int)
     for n, task_id in enumerate(sorted(by_task)):
         runs = sorted(by_task[task_id], key=lambda pair: (pair[0]["tokens"], pair[0]["seed"]))
         fixed = [pair for pair in runs if pair[0]["errors"] > 0]
-        if fixed and n % args.fix_every == 0:
+        if fixed and (n % args.fix_every == 0 or any(mistake(line) in rare for _, line in fixed)):
             pick = min(fixed, key=lambda pair: mistakes[mistake(pair[1])])  # min keeps the shortest on ties
             mistakes[mistake(pick[1])] += 1
             picks.append(pick)
@@ -59,9 +67,20 @@ def main(argv: list[str] | None = None) -> int:
 
     # Datasets take turns (each one's first task, then each one's second, ...), so that a budget
     # smaller than the collection still spreads over every dataset instead of the first in id order.
+    # Within a dataset the kinds of question take turns too (a task file's question, a correlation
+    # drill, a fit drill, ...): in id order the first drills are all `drill-corr-*`.
+    def first(pair: tuple[dict, str]) -> int:
+        return 0 if pair[0]["errors"] > 0 and mistake(pair[1]) in rare else 1
+
+    in_kind: dict[tuple[str, str], int] = defaultdict(int)
+    ranked = []
+    for run, line in sorted(picks, key=lambda pair: (first(pair), _shuffled(pair[0]["task"]))):
+        dataset, kind_of = run["task"].split("/")[0], question_kind(run["task"])
+        ranked.append(((first((run, line)), in_kind[dataset, kind_of], _shuffled(run["task"])), run, line))
+        in_kind[dataset, kind_of] += 1
     rank: dict[str, int] = defaultdict(int)
     order = []
-    for run, line in picks:
+    for _, run, line in sorted(ranked, key=lambda item: item[0]):
         dataset = run["task"].split("/")[0]
         order.append((rank[dataset], dataset, run["task"], run, line))
         rank[dataset] += 1
@@ -92,6 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "selection.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}))
     return 0
+
+
+def question_kind(task_id: str) -> str:
+    """``task`` for a task file's question, else the drill's first slug word (``corr``, ``fit``)."""
+    name = task_id.split("/", 1)[-1]
+    return name.split("-")[1] if name.startswith("drill-") and "-" in name[6:] else "task"
+
+
+def _shuffled(task_id: str) -> str:
+    """A fixed pseudo-random order of task ids (a hash), the same on every machine."""
+    return hashlib.sha256(task_id.encode()).hexdigest()
 
 
 ERROR_LINE = re.compile(r"^(\w+(?:Error|Exception)): ?(.*)$", re.MULTILINE)

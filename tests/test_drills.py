@@ -155,7 +155,7 @@ def test_training_selection_takes_drills_and_spreads_over_datasets(tmp_path):
     assert module.main([str(collected), "--budget", "400", "--out", str(tmp_path / "out")]) == 0
     taken = json.loads((tmp_path / "out" / "selection.json").read_text())
     # Budget for 4 of 10: the two datasets take turns rather than the first filling it alone.
-    assert taken["runs"] == ["aaa/drill-0 s0", "bbb/drill-0 s0", "aaa/drill-1 s0", "bbb/drill-1 s0"]
+    assert sorted(r.split("/")[0] for r in taken["runs"]) == ["aaa", "aaa", "bbb", "bbb"]
     assert taken["closed"] == 4 and taken["tokens"] == 400
 
 
@@ -304,5 +304,49 @@ def test_training_selection_spreads_over_kinds_of_mistake(tmp_path):
     (collected / "train.jsonl").write_text("".join(line + "\n" for line in lines))
     assert module.main([str(collected), "--fix-every", "1", "--out", str(tmp_path / "out")]) == 0
     taken = json.loads((tmp_path / "out" / "selection.json").read_text())
-    assert taken["runs"] == ["aaa/t1 s0", "aaa/t2 s1", "aaa/t3 s2"]
+    assert sorted(taken["runs"]) == ["aaa/t1 s0", "aaa/t2 s1", "aaa/t3 s2"]
     assert taken["mistakes"] == {"AttributeError: .dt": 1, "KeyError": 1, "NameError": 1}
+
+
+def test_training_selection_takes_kinds_of_question_in_turn_and_rare_fixes_first(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "select_training.py"
+    spec = importlib.util.spec_from_file_location("select_training", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.question_kind("tips/drill-corr-tip-total-bill") == "corr"
+    assert module.question_kind("tips/tip-by-day") == "task"
+
+    def run(task: str, error: str = "") -> tuple[dict, str]:
+        content = (
+            f"Output:\n```\nTraceback (most recent call last):\n\n{error}\n```" if error else "Output: 1"
+        )
+        messages = [{"role": "user", "content": "Task"}, {"role": "user", "content": content}]
+        record = {
+            "task": task,
+            "seed": 0,
+            "verdict": "kept",
+            "turns": 3,
+            "errors": int(bool(error)),
+            "tokens": 100,
+        }
+        return record, json.dumps({"messages": messages})
+
+    runs = [run(f"aaa/drill-corr-{c}") for c in "abcd"] + [run(f"aaa/drill-fit-{c}") for c in "ab"]
+    runs += [run(f"aaa/drill-share-{c}", "KeyError: 'Price'") for c in "abcdefghijklmnopqrst"]
+    runs += [
+        run("aaa/drill-share-z", "TypeError: DataFrame.corr() got multiple values for argument 'method'")
+    ]
+    runs += [run("aaa/price-by-year")]
+    collected = tmp_path / "collect"
+    collected.mkdir()
+    (collected / "stats.json").write_text(json.dumps({"runs_detail": [r for r, _ in runs]}))
+    (collected / "train.jsonl").write_text("".join(line + "\n" for _, line in runs))
+    assert module.main([str(collected), "--budget", "400", "--out", str(tmp_path / "out")]) == 0
+    taken = json.loads((tmp_path / "out" / "selection.json").read_text())["runs"]
+    # the one rare fix (1 of 21 fixed runs) first, then one question of each kind
+    assert taken[0] == "aaa/drill-share-z s0"
+    assert sorted(module.question_kind(r.split()[0]) for r in taken[1:]) == ["corr", "fit", "task"]
