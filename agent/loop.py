@@ -61,7 +61,13 @@ class _CodeRunner:
     as one that sends the failing cell again at once.
     """
 
-    def __init__(self, sandbox, config: RunConfig, tables: dict[str, pd.DataFrame] | None = None):
+    def __init__(
+        self,
+        sandbox,
+        config: RunConfig,
+        tables: dict[str, pd.DataFrame] | None = None,
+        asked: list[str] | None = None,
+    ):
         self.sandbox = sandbox
         self.config = config
         self.tables = tables or {}
@@ -71,6 +77,7 @@ class _CodeRunner:
         self.successes = 0
         self.seen: list[str] = []  # every output so far, to check the report's answers against
         self.checked = False  # a report goes back for an answer check at most once per run
+        self.asked = asked or []  # the @name answers the question asks for
 
     def run(self, code: str, turn: int) -> tuple[ExecutionResult, str]:
         result = self.sandbox.execute(code, timeout=self.config.cell_timeout_s)
@@ -121,7 +128,8 @@ def run_loop(
     """
     callbacks = callbacks or LoopCallbacks()
     messages = list(writer.trajectory.header.messages)
-    runner = _CodeRunner(sandbox, config, tables)
+    asked = prompts.asked_answers(writer.trajectory.header.question)
+    runner = _CodeRunner(sandbox, config, tables, asked)
     started = time.monotonic()
     status: Status = "max_turns"
     wrap_up_turn: int | None = None
@@ -188,14 +196,16 @@ def _act(reply: Reply, turn: int, runner: _CodeRunner, history: list[Step], conf
             # A report before any cell ran cannot rest on the data: small models do this on turn 1.
             return _nudge(step, history, prompts.NUDGE_PREMATURE_REPORT)
         unsupported = prompts.ungrounded_answers(report, runner.seen)
-        if unsupported and not runner.checked and not runner.stuck:
-            # Answers that no output supports were made up or mis-copied: one chance to compute them.
+        left_out = prompts.left_out_answers(report, runner.asked)
+        if (unsupported or left_out) and not runner.checked and not runner.stuck:
+            # Answers that no output supports were made up or mis-copied, or the report forgot some
+            # the question asks for: one chance to compute and write them.
             runner.checked = True
             step.step_kind = "check"
-            shown = ", ".join(unsupported[:5]) + (
-                f" and {len(unsupported) - 5} more" if len(unsupported) > 5 else ""
-            )
-            step.observation = prompts.CHECK_ANSWERS.format(answers=shown)
+            notes = [prompts.CHECK_LEFT_OUT.format(answers=_listed(left_out))] if left_out else []
+            if unsupported:
+                notes.append(prompts.CHECK_ANSWERS.format(answers=_listed(unsupported)))
+            step.observation = "\n".join(notes)
         return step
     if code is None:
         return _nudge(step, history, prompts.NUDGE_NO_CODE)
@@ -207,6 +217,10 @@ def _act(reply: Reply, turn: int, runner: _CodeRunner, history: list[Step], conf
     step.execution_seconds = result.duration
     step.observation = prompts.observation_message(observation, turn, config.max_turns)
     return step
+
+
+def _listed(answers: list[str]) -> str:
+    return ", ".join(answers[:5]) + (f" and {len(answers) - 5} more" if len(answers) > 5 else "")
 
 
 def _nudge(step: Step, history: list[Step], message: str) -> Step:

@@ -52,6 +52,12 @@ CHECK_ANSWERS = (
     "far. Print them with code first (rounded as asked), then send the final report again."
 )
 
+CHECK_LEFT_OUT = (
+    "Your report leaves out {answers}, which the question asks for. Send the final report again with "
+    "each answer written as @name[value], the value taken from the outputs (print it with code first "
+    "if no output has it yet)."
+)
+
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 _REPORT_HEADING = re.compile(r"^\s*#{1,6}\s*final\s+report\b.*$", re.IGNORECASE | re.MULTILINE)
 _ANSWER = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)\[([^\[\]\n]*)\]")
@@ -86,6 +92,17 @@ def parse_answers(text: str) -> dict[str, str]:
 
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def asked_answers(question: str) -> list[str]:
+    """The answer names a question asks for as ``@name[...]``, in order, once each."""
+    return list(dict.fromkeys(name for name, _ in _ANSWER.findall(question)))
+
+
+def left_out_answers(report: str, asked: list[str]) -> list[str]:
+    """The asked-for answers a report does not write as ``@name[...]``, shown as ``@name[...]``."""
+    written = parse_answers(report)
+    return [f"@{name}[...]" for name in asked if name not in written]
 
 
 def ungrounded_answers(report: str, outputs: list[str]) -> list[str]:

@@ -115,6 +115,21 @@ def test_corr_given_a_column_gets_a_hint_from_the_kernels_traceback(tmp_path, sm
     assert result.outcome.status == "report" and result.outcome.errors == 1
 
 
+def test_a_report_leaving_out_an_asked_answer_goes_back_once(tmp_path, small_csv):
+    question = "What is the cube sum of sales? Report @cube_sum[value] and @n[value]."
+    forgot = f"## Final Report\n- The cube sum is {CUBE_SUM}.\n@cube_sum[{CUBE_SUM}]"
+    count = "```python\nprint('n =', len(df))\n```"
+    backend = ScriptedBackend([CODE, forgot, count, forgot + "\n@n[10]"])
+    result = analyze([small_csv], question, tmp_path / "run", backend, RunConfig())
+    assert [s.step_kind for s in result.trajectory.steps] == ["code", "check", "code", "report"]
+    note = backend.calls[2][-1].content
+    assert "leaves out @n[...]" in note and "Check these answers" not in note  # cube_sum was fine
+    assert result.outcome.answers == {"cube_sum": str(CUBE_SUM), "n": "10"}
+    # a question that asks for no @name answers never sends a report back for leaving them out
+    result, _ = run(tmp_path / "plain", small_csv, [CODE, "## Final Report\n- Sales vary."])
+    assert [s.step_kind for s in result.trajectory.steps] == ["code", "report"]
+
+
 def test_max_turns(tmp_path, small_csv):
     result, _ = run(tmp_path, small_csv, ["```python\nprint(1)\n```"] * 5, max_turns=2)
     assert result.outcome.status == "max_turns" and result.outcome.turns == 2
