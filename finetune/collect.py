@@ -228,15 +228,26 @@ def run_sample(prepared: Any, seed: int, config: CollectConfig, teacher: Teacher
     return sample
 
 
-def training_messages(trajectory: Trajectory, run_dir: Path) -> list[dict[str, str]]:
-    """The chat for training, with the run folder's absolute path cut out of figure notes."""
+def training_messages(trajectory: Trajectory, run_dir: Path) -> list[dict[str, Any]]:
+    """The chat for training, with the run folder's absolute path cut out of figure notes.
+
+    A reply whose cell failed is marked ``"train": false``: the trainer keeps it as context for the
+    fix that follows but puts no loss on it. Trained on, the expert's planned mistakes were learnt
+    as well as their fixes (tuned v4 sent ``df.corr('col', ...)`` 12 times on the held-out split).
+    """
     prefixes = sorted({str(run_dir.resolve()) + "/", str(run_dir) + "/"}, key=len, reverse=True)
-    messages = []
+    failed = [step.execution is not None and not step.execution.ok for step in trajectory.steps]
+    messages: list[dict[str, Any]] = []
+    replies = 0
     for message in trajectory.messages():
         content = message.content
         for prefix in prefixes:
             content = content.replace(prefix, "")
         messages.append({"role": message.role, "content": content})
+        if message.role == "assistant":
+            if replies < len(failed) and failed[replies]:
+                messages[-1]["train"] = False
+            replies += 1
     return messages
 
 

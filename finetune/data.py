@@ -43,8 +43,12 @@ def _check_messages(messages: Any, where: str) -> list[dict[str, str]]:
             raise DataError(f"{where}: each message needs a role in {ROLES}")
         if not isinstance(message.get("content"), str):
             raise DataError(f"{where}: message content must be a string")
+        if "train" in message and not isinstance(message["train"], bool):
+            raise DataError(f"{where}: 'train' must be true or false")
         clean.append({"role": message["role"], "content": message["content"]})
-    if not any(m["role"] == "assistant" for m in clean):
+        if message.get("train") is False:  # context only: rendered, but no loss on its tokens
+            clean[-1]["train"] = False
+    if not any(m["role"] == "assistant" and m.get("train", True) for m in clean):
         raise DataError(f"{where}: no assistant message to learn from")
     return clean
 

@@ -13,7 +13,7 @@ from agent.runner import analyze
 from eval_datasets.prepare import prepared_tasks
 from eval_datasets.schema import Answer, Task, load_suite
 from eval_datasets.scoring import score_task
-from finetune.collect import CollectConfig, select_tasks
+from finetune.collect import CollectConfig, select_tasks, training_messages
 from finetune.expert import ExpertBackend
 from finetune.expert_code import SLIPS, api_slip, wrong_word
 from finetune.expert_data import error_name, format_number, parse_preview
@@ -206,4 +206,7 @@ def test_a_misused_call_is_fixed_from_the_hint(slip, dataset_cache, tmp_path):
     assert wrong in failed.execution.code and "\nHint: " in failed.observation  # the loop explained it
     fix = steps[steps.index(failed) + 1]
     assert fix.execution.ok and right in fix.execution.code and wrong not in fix.execution.code
+    # for training, the failing reply is context only; the fix and the rest are learnt
+    replies = [m for m in training_messages(result.trajectory, tmp_path / "run") if m["role"] == "assistant"]
+    assert [m.get("train", True) for m in replies] == [s is not failed for s in steps]
     assert result.outcome.status == "report" and score_task(prepared, result.trajectory).correct

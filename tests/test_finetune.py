@@ -84,6 +84,25 @@ def test_only_assistant_tokens_carry_labels_on_a_multi_turn_example(tiny_dir, tm
     assert 0 < len(trained) < len(row["input_ids"]) / 2
 
 
+def test_a_reply_marked_not_to_train_is_context_only(tiny_dir, tmp_path):
+    from jinja2 import Environment
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    failed = [dict(m) for m in CONVERSATION]
+    failed[2]["train"] = False  # the first reply, say a cell that failed on purpose
+    for name in ("qwen2", "chatml"):  # rendered exactly as without the mark
+        env = Environment(trim_blocks=True, lstrip_blocks=True)
+        template = env.from_string(strip_markers(shipped_template(name)))
+        assert template.render(messages=failed) == template.render(messages=CONVERSATION)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    tokenizer.chat_template = training_template(tokenizer, "qwen2")
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    trainer, _ = build_trainer(model, tokenizer, [{"messages": failed}], quick(), tmp_path)
+    row = trainer.train_dataset[0]
+    trained = [t for t, label in zip(row["input_ids"], row["labels"], strict=True) if label != -100]
+    assert tokenizer.decode(trained) == CONVERSATION[4]["content"] + "<|im_end|>"
+
+
 def test_two_lora_steps_log_a_loss_change_the_adapter_and_load_for_inference(tiny_dir, tmp_path):
     data = write_data(tmp_path / "data" / "train.jsonl")
     out = tmp_path / "lora"
@@ -237,3 +256,24 @@ def test_timing_conversations_reach_the_requested_length_and_end_with_a_report()
     assert messages[-1]["role"] == "assistant" and messages[-1]["content"].startswith("## Final Report")
     length = len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
     assert 300 <= length < 600
+
+
+def test_train_marks_are_read_and_checked(tmp_path):
+    from finetune.data import DataError, read_examples
+
+    path = tmp_path / "data.jsonl"
+    marked = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "train": False}]
+    path.write_text(
+        json.dumps(
+            {"messages": [*marked, {"role": "user", "content": "o"}, {"role": "assistant", "content": "b"}]}
+        )
+        + "\n"
+    )
+    messages = read_examples([path])[0]["messages"]
+    assert messages[1] == {"role": "assistant", "content": "a", "train": False} and "train" not in messages[3]
+    path.write_text(json.dumps({"messages": marked}) + "\n")
+    with pytest.raises(DataError, match="no assistant message to learn from"):
+        read_examples([path])
+    path.write_text(json.dumps({"messages": [{"role": "assistant", "content": "a", "train": "no"}]}) + "\n")
+    with pytest.raises(DataError, match="'train' must be true or false"):
+        read_examples([path])
