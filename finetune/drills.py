@@ -227,12 +227,16 @@ def share(cols: Columns, rng: random.Random) -> Drill | None:
     return f"share-{ident(cat)}-{ident(level[0])}", question, answers, code
 
 
+def _cut(value: float) -> float:
+    """A threshold as a person would write it: whole above 10, else two decimals."""
+    return round(value) if abs(value) >= 10 else round(value, 2)
+
+
 def count_above(cols: Columns, rng: random.Random) -> Drill | None:
     if not cols.numeric:
         return None
     num = rng.choice(cols.numeric)
-    cut = float(cols.frame[num].quantile(rng.choice([0.25, 0.75, 0.9])))
-    cut = round(cut) if abs(cut) >= 10 else round(cut, 2)
+    cut = _cut(float(cols.frame[num].quantile(rng.choice([0.25, 0.75, 0.9]))))
     answers = [_number(rng.choice(["count", "rows", "n"]), 0)]
     question = f"How many rows have {Namer(rng).col(num)} greater than {cut}? {_report(answers)}"
     code = f"{answers[0].name} = int((df[{num!r}] > {cut}).sum())"
@@ -342,11 +346,6 @@ def gaps(cols: Columns, rng: random.Random) -> Drill | None:
     )
     code = f"missing = int(df[{col!r}].isna().sum())\npct_missing = missing / len(df) * 100"
     return f"missing-{ident(col)}", question, answers, code
-
-
-def _cut(value: float) -> float:
-    """A threshold as a person would write it: whole above 10, else two decimals."""
-    return round(value) if abs(value) >= 10 else round(value, 2)
 
 
 def share_where(cols: Columns, rng: random.Random) -> Drill | None:

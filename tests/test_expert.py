@@ -154,20 +154,24 @@ def test_wrong_words_are_guesses_the_file_does_not_have():
     assert wrong_word("hwy", ["hwy", "hwys"]) is None  # every guess is taken
 
 
-def test_a_column_named_from_the_question_is_fixed_from_the_hint(dataset_cache, tmp_path):
-    """The name mistake runs in a real kernel: the loop's hint names the column the fix then uses."""
-    spec = next(s for s in load_suite() if s.split == "train")
-    prepared = next(p for p in prepared_tasks(spec, dataset_cache) if p.task.kind == "closed")
+def _seed_planning(prepared, move) -> int:
+    """The first seed whose expert plans ``move(expert)`` for this task."""
     message = prompts.first_user_message(
         prepared.task.question, [preview_text(load_input(prepared.csv_path))]
     )
     for seed in range(200):
         expert = ExpertBackend(prepared.task, seed)
         expert._plan(message)
-        if expert._name_mistake in expert.queue:
-            break
-    else:
-        pytest.fail("no seed in 200 plans the name mistake")
+        if move(expert) in expert.queue:
+            return seed
+    pytest.fail("no seed in 200 plans that move")
+
+
+def test_a_column_named_from_the_question_is_fixed_from_the_hint(dataset_cache, tmp_path):
+    """The name mistake runs in a real kernel: the loop's hint names the column the fix then uses."""
+    spec = next(s for s in load_suite() if s.split == "train")
+    prepared = next(p for p in prepared_tasks(spec, dataset_cache) if p.task.kind == "closed")
+    seed = _seed_planning(prepared, lambda expert: expert._name_mistake)
     result = _solve(prepared, seed, tmp_path / "run")
     failed = next(s for s in result.trajectory.steps if s.execution is not None and not s.execution.ok)
     wrong = failed.execution.error.evalue.strip("'")
@@ -184,16 +188,7 @@ def test_a_misused_call_is_fixed_from_the_hint(slip, dataset_cache, tmp_path):
     config = CollectConfig(out=tmp_path / "c", tasks="vega-cars/drill-*", drills=15, cache=dataset_cache)
     pattern = SLIPS[slip][0]
     prepared = next(p for p in select_tasks(config) if pattern.search(p.task.reference_code))
-    message = prompts.first_user_message(
-        prepared.task.question, [preview_text(load_input(prepared.csv_path))]
-    )
-    for seed in range(200):
-        expert = ExpertBackend(prepared.task, seed)
-        expert._plan(message)
-        if expert._api_slip in expert.queue:
-            break
-    else:
-        pytest.fail("no seed in 200 plans the API slip")
+    seed = _seed_planning(prepared, lambda expert: expert._api_slip)
     result = _solve(prepared, seed, tmp_path / "run")
     reference = prepared.task.reference_code.splitlines()
     wrong, right = next(
