@@ -24,6 +24,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from agent.preview import is_text
 from sandbox.result import CellError
 
 MAX_COLUMNS = 40  # columns listed in a hint; wider files are cut with a count
@@ -93,6 +94,11 @@ def _columns(tables: Mapping[str, pd.DataFrame]) -> dict[str, list[str]]:
     return {name: [str(c) for c in frame.columns] for name, frame in tables.items()}
 
 
+def _all_columns(tables: Mapping[str, pd.DataFrame]) -> set[str]:
+    """Every column name of every input table."""
+    return {c for cols in _columns(tables).values() for c in cols}
+
+
 def _nearest(name: str, columns: list[str]) -> list[str]:
     """Columns the model probably meant: same name in another case, a close spelling, one word of
     it (``vehicle_class`` -> ``class``), or its initials (``home_runs`` -> ``hr``)."""
@@ -145,11 +151,7 @@ def _missing_columns(
 
 
 def _text_columns(frame: pd.DataFrame) -> list:
-    return [
-        col
-        for col in frame.columns
-        if pd.api.types.is_object_dtype(frame[col]) or pd.api.types.is_string_dtype(frame[col])
-    ]
+    return [col for col in frame.columns if is_text(frame[col])]
 
 
 def _value_holder(key: str, tables: Mapping[str, pd.DataFrame]) -> str | None:
@@ -169,7 +171,7 @@ def _is_corr_misuse(error: CellError) -> bool:
 
 
 def _corr_with_a_column(error: CellError, tables: Mapping[str, pd.DataFrame]) -> str:
-    every = {c for cols in _columns(tables).values() for c in cols}
+    every = _all_columns(tables)
     match = _CORR_CALL.search(error.traceback)
     column = match.group(2) if match and match.group(2) in every else "col"
     return (
@@ -199,7 +201,7 @@ def _failing_line(traceback: str) -> str:
 
 
 def _bare_name(name: str, tables: Mapping[str, pd.DataFrame]) -> str | None:
-    columns = sorted({c for cols in _columns(tables).values() for c in cols})
+    columns = sorted(_all_columns(tables))
     guesses = [g for g in _nearest(name, columns) if g.lower() == name.lower() or len(name) > 3]
     if not guesses:
         return None
@@ -235,13 +237,8 @@ def _parses_as_dates(values: pd.Series) -> bool:
 def _text_in_numbers(value: object, tables: Mapping[str, pd.DataFrame]) -> str:
     """Name the text column the value came from, and the columns that are numbers."""
     shown = f"{value!r}" if isinstance(value, str) else "text"
-    holders = [
-        str(col)
-        for frame in tables.values()
-        for col in frame.columns
-        if isinstance(value, str) and frame[col].astype(str).eq(value).any()
-    ]
-    what = f"`{holders[0]}` is a text column" if holders else "A text column"
+    holder = _value_holder(value, tables) if isinstance(value, str) else None
+    what = f"`{holder}` is a text column" if holder else "A text column"
     lines = [f"Hint: {what} (values like {shown}): it cannot be used as a number."]
     for file, frame in tables.items():
         numbers = [str(c) for c in frame.select_dtypes("number").columns]

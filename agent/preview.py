@@ -69,6 +69,11 @@ class InputFile:
         return f"pd.read_csv({', '.join(args)})"
 
 
+def is_text(series: pd.Series) -> bool:
+    """Whether a column holds text (object or string dtype), as a CSV column that is not numbers does."""
+    return pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
+
+
 def load_input(path: str | Path) -> InputFile:
     """Validate one input file and sample it; raise InputError with a plain message on any problem."""
     path = Path(path)

@@ -236,18 +236,15 @@ def training_messages(trajectory: Trajectory, run_dir: Path) -> list[dict[str, A
     as well as their fixes (tuned v4 sent ``df.corr('col', ...)`` 12 times on the held-out split).
     """
     prefixes = sorted({str(run_dir.resolve()) + "/", str(run_dir) + "/"}, key=len, reverse=True)
-    failed = [step.execution is not None and not step.execution.ok for step in trajectory.steps]
+    failed = iter([step.execution is not None and not step.execution.ok for step in trajectory.steps])
     messages: list[dict[str, Any]] = []
-    replies = 0
-    for message in trajectory.messages():
+    for message in trajectory.messages():  # one assistant message per step, in step order
         content = message.content
         for prefix in prefixes:
             content = content.replace(prefix, "")
         messages.append({"role": message.role, "content": content})
-        if message.role == "assistant":
-            if replies < len(failed) and failed[replies]:
-                messages[-1]["train"] = False
-            replies += 1
+        if message.role == "assistant" and next(failed):
+            messages[-1]["train"] = False
     return messages
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from agent.preview import is_text
 from eval_datasets.prepare import PreparedTask, reference_job, run_references
 from eval_datasets.schema import Answer, DatasetSpec, Task
 
@@ -40,7 +41,7 @@ class Columns:
         self.numeric = [c for c in usable if _is_number(frame[c]) and frame[c].nunique() > 10]
         self.groups = [c for c in usable if _is_group(frame[c])]
         self.labels = [
-            c for c in usable if _is_text(frame[c]) and frame[c].nunique() > 0.8 * frame[c].notna().sum() > 5
+            c for c in usable if is_text(frame[c]) and frame[c].nunique() > 0.8 * frame[c].notna().sum() > 5
         ]
         self.years = [c for c in usable if _year_of(frame[c]) is not None]
         self.gappy = [c for c in usable if 0 < frame[c].isna().sum() < len(frame)]
@@ -59,14 +60,10 @@ def _is_number(series: pd.Series) -> bool:
 def _is_group(series: pd.Series) -> bool:
     """Text with a few values, or a number that codes a few groups (cylinders, month, smoker 0/1)."""
     counts = series.value_counts()
-    if _is_text(series):
+    if is_text(series):
         return 2 <= len(counts) <= 12 and counts.min() >= 5
     coded = pd.api.types.is_integer_dtype(series) and not pd.api.types.is_bool_dtype(series)
     return coded and 2 <= len(counts) <= 10 and counts.min() >= 5
-
-
-def _is_text(series: pd.Series) -> bool:
-    return pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
 
 
 def _year_of(series: pd.Series) -> pd.Series | None:
@@ -74,7 +71,7 @@ def _year_of(series: pd.Series) -> pd.Series | None:
     name = str(series.name).lower()
     if _is_number(series) and name in {"year", "yr"} and series.between(1000, 3000).all():
         return series.astype(int)
-    if _is_text(series) and any(w in name for w in ("date", "time", "day", "month")):
+    if is_text(series) and any(w in name for w in ("date", "time", "day", "month")):
         with warnings.catch_warnings():  # mixed formats fall back to dateutil: fine for a year
             warnings.simplefilter("ignore", UserWarning)
             parsed = pd.to_datetime(series, errors="coerce")
@@ -117,7 +114,7 @@ class Namer:
 
 def _group_answer(name: str, series: pd.Series) -> Answer:
     """A group's answer: a name, or an integer for number-coded groups."""
-    return _text(name) if _is_text(series) else _number(name, 0)
+    return _text(name) if is_text(series) else _number(name, 0)
 
 
 def _value(value: object) -> str:
@@ -371,10 +368,11 @@ def median_multiple(cols: Columns, rng: random.Random) -> Drill | None:
     if not cols.numeric:
         return None
     num = rng.choice(cols.numeric)
-    if not cols.frame[num].median() > 0:
+    middle = cols.frame[num].median()
+    if not middle > 0:
         return None
     times = rng.choice([1.5, 2])
-    if not (cols.frame[num] > times * cols.frame[num].median()).any():
+    if not (cols.frame[num] > times * middle).any():
         return None  # a count of zero teaches nothing
     say = Namer(rng)
     answers = [_number(say.answer(["median", f"median_{ident(num)}"], num), 2), _number("n_high", 0)]

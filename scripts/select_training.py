@@ -51,16 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     # A kind of mistake under a tenth of the collection's fixed runs is rare: a task with such a
     # run always takes it, and goes first within its dataset, or a budget of a few dozen
     # conversations would hold none.
-    seen = Counter(mistake(line) for run, line in zip(kept, lines, strict=True) if run["errors"] > 0)
+    # the kind of mistake of each run that fixed one, each conversation parsed once
+    fault = {line: mistake(line) for run, line in zip(kept, lines, strict=True) if run["errors"] > 0}
+    seen = Counter(fault[line] for run, line in zip(kept, lines, strict=True) if run["errors"] > 0)
     rare = {name for name, count in seen.items() if count < 0.1 * sum(seen.values())}
     picks = []
     mistakes: dict[str, int] = defaultdict(int)
     for n, task_id in enumerate(sorted(by_task)):
         runs = sorted(by_task[task_id], key=lambda pair: (pair[0]["tokens"], pair[0]["seed"]))
         fixed = [pair for pair in runs if pair[0]["errors"] > 0]
-        if fixed and (n % args.fix_every == 0 or any(mistake(line) in rare for _, line in fixed)):
-            pick = min(fixed, key=lambda pair: mistakes[mistake(pair[1])])  # min keeps the shortest on ties
-            mistakes[mistake(pick[1])] += 1
+        if fixed and (n % args.fix_every == 0 or any(fault[line] in rare for _, line in fixed)):
+            pick = min(fixed, key=lambda pair: mistakes[fault[pair[1]]])  # min keeps the shortest on ties
+            mistakes[fault[pick[1]]] += 1
             picks.append(pick)
         else:
             picks.append(runs[0])
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     # Within a dataset the kinds of question take turns too (a task file's question, a correlation
     # drill, a fit drill, ...): in id order the first drills are all `drill-corr-*`.
     def first(pair: tuple[dict, str]) -> int:
-        return 0 if pair[0]["errors"] > 0 and mistake(pair[1]) in rare else 1
+        return 0 if pair[0]["errors"] > 0 and fault[pair[1]] in rare else 1
 
     in_kind: dict[tuple[str, str], int] = defaultdict(int)
     ranked = []
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "closed": sum(kind[run["task"]] == "closed" for run, _ in taken),
         "open": sum(kind[run["task"]] == "open" for run, _ in taken),
         "with_fixed_error": sum(run["errors"] > 0 for run, _ in taken),
-        "mistakes": dict(sorted(Counter(mistake(line) for run, line in taken if run["errors"] > 0).items())),
+        "mistakes": dict(sorted(Counter(fault[line] for run, line in taken if run["errors"] > 0).items())),
         "turns": sum(run["turns"] for run, _ in taken),
         "runs": [f"{run['task']} s{run['seed']}" for run, _ in taken],
     }
