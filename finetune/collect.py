@@ -64,6 +64,7 @@ class Sample:
     detail: str = ""
     turns: int = 0
     errors: int = 0
+    checks: int = 0  # reports the loop sent back for an answer check
     trajectory_path: str = ""
     messages: list[dict[str, str]] = field(default_factory=list)
     tokens: int = 0
@@ -223,6 +224,7 @@ def run_sample(prepared: Any, seed: int, config: CollectConfig, teacher: Teacher
     sample.trajectory_path = str(kept_path.relative_to(config.out))
     sample.verdict, sample.detail = verify(prepared, result.trajectory)
     sample.turns, sample.errors = result.outcome.turns, result.outcome.errors
+    sample.checks = sum(step.step_kind == "check" for step in result.trajectory.steps)
     sample.messages = training_messages(result.trajectory, run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)  # the trajectory is all we keep of the run folder
     return sample
@@ -231,12 +233,18 @@ def run_sample(prepared: Any, seed: int, config: CollectConfig, teacher: Teacher
 def training_messages(trajectory: Trajectory, run_dir: Path) -> list[dict[str, Any]]:
     """The chat for training, with the run folder's absolute path cut out of figure notes.
 
-    A reply whose cell failed is marked ``"train": false``: the trainer keeps it as context for the
-    fix that follows but puts no loss on it. Trained on, the expert's planned mistakes were learnt
-    as well as their fixes (tuned v4 sent ``df.corr('col', ...)`` 12 times on the held-out split).
+    A reply whose cell failed, or a report the loop sent back for an answer check, is marked
+    ``"train": false``: the trainer keeps it as context for the fix that follows but puts no loss on
+    it. Trained on, the expert's planned mistakes were learnt as well as their fixes (tuned v4 sent
+    ``df.corr('col', ...)`` 12 times on the held-out split).
     """
     prefixes = sorted({str(run_dir.resolve()) + "/", str(run_dir) + "/"}, key=len, reverse=True)
-    failed = iter([step.execution is not None and not step.execution.ok for step in trajectory.steps])
+    failed = iter(
+        [
+            step.step_kind == "check" or (step.execution is not None and not step.execution.ok)
+            for step in trajectory.steps
+        ]
+    )
     messages: list[dict[str, Any]] = []
     for message in trajectory.messages():  # one assistant message per step, in step order
         content = message.content

@@ -89,6 +89,7 @@ def build_stats(
         "closed_tasks_unsolved": [t for t in closed if t not in solved],
         "open_tasks_kept": sum(t in solved for t in opened),
         "kept_with_recovered_error": sum(s.errors > 0 for s in kept),
+        "kept_with_answer_check": sum(s.checks > 0 for s in kept),
         "turns": _summary([s.turns for s in kept]),
         "wall_seconds": round(seconds, 1),
         "runs_detail": [
@@ -100,6 +101,7 @@ def build_stats(
                 "detail": s.detail,
                 "turns": s.turns,
                 "errors": s.errors,
+                "checks": s.checks,
                 "tokens": s.tokens,
                 "trajectory": s.trajectory_path,
             }

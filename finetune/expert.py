@@ -3,8 +3,8 @@
 ``ExpertBackend(task, seed)`` implements the Backend protocol. For one task it plans a short analysis
 (inspect -> clean -> compute -> plot -> conclude), sometimes makes a realistic mistake (wrong column
 case, a column named from the question's words, unparsed dates, a misspelt variable, a pandas call
-misused) and fixes it
-once the error comes back. It reads every observation: errors decide the next move, and the values
+misused, a report sent before the answers were computed) and fixes it once the error, or the loop's
+answer check, comes back. It reads every observation: errors decide the next move, and the values
 in the final report are the ones the kernel printed, never the task's stored answers. Its code runs
 for real in the sandbox through ``analyze()``, so every observation in its trajectories is genuine.
 """
@@ -136,6 +136,8 @@ class ExpertBackend(OpenAnalysis):
             options.append("typo")
         if self.closed and code.api_slip(self.reference) is not None:
             options.append("api")
+        if self.closed and self.answer_names:
+            options.append("report")
         return self.rng.choice(options) if options else None
 
     def _closed_moves(self, mistake: str | None, first: list[Callable[[], Move]]) -> list[Callable[[], Move]]:
@@ -149,6 +151,8 @@ class ExpertBackend(OpenAnalysis):
                 moves.append(lambda: self._missing(gaps))
         if mistake == "api":
             return [*moves, self._api_slip, self._plot]
+        if mistake == "report":
+            return [*moves, self._early_report, lambda: self._compute(checked=True), self._plot]
         if mistake != "typo" and self.rng.random() < 0.3:
             return [*moves, self._compute_and_plot]
         return [*moves, lambda: self._compute(typo=mistake == "typo"), self._plot]
@@ -275,11 +279,17 @@ class ExpertBackend(OpenAnalysis):
         prose = phrase(self.rng, "missing", rows_note=self._rows_note())
         return Move("clean", prose, code.drop_missing_note(gaps))
 
-    def _compute(self, typo: bool = False) -> Move:
+    def _compute(self, typo: bool = False, checked: bool = False) -> Move:
+        """The task's computation with each answer printed; ``checked``: the reply to the loop's answer
+        check of an early report, ``typo``: with a misspelt variable in the prints."""
         body = code.comment_reference(self.reference, self.rng)
         slip = self._typo() if typo else None
         prints = code.answer_prints(self.task.answers, dict([slip]) if slip else None)
-        prose = phrase(self.rng, "compute", rows_note=self._rows_note())
+        if checked:
+            names = ", ".join(f"`{name}`" for name in self.answer_names)
+            prose = phrase(self.rng, "report_fix", names=names)
+        else:
+            prose = phrase(self.rng, "compute", rows_note=self._rows_note())
         move = Move("compute", prose, f"{body}\n\n{prints}")
         if slip is not None:
             name, wrong = slip
@@ -303,6 +313,24 @@ class ExpertBackend(OpenAnalysis):
             f"{code.comment_reference(self.reference, self.rng)}\n\n{prints}",
         )
         return move
+
+    def _early_report(self) -> Move:
+        """A report sent after the first look, before any answer was computed: it leaves the answers
+        out or gives the first one a made-up value. The loop sends it back (an answer left out, or one
+        that no output shows) and the computation follows; collect marks this reply ``"train":
+        false``, so what is learnt is the reply to the check, as with an error's fix."""
+        self._rows_note()  # the size sentence belongs to this reply, which is not trained on
+        lines = ["## Final Report", ""]
+        if "rows" in self.facts:
+            lines.append("- Data: " + self._data_line())
+        first = self.task.answers[0]
+        if getattr(first, "kind", "number") == "number" and self.rng.random() < 0.5:
+            decimals = getattr(first, "decimals", None)
+            made_up = format_number(str(self.rng.uniform(1, 100)), 2 if decimals is None else decimals)
+            lines.append(f"- {first.name.replace('_', ' ').capitalize()}: @{first.name}[{made_up}]")
+        else:
+            lines.append(f"- The {first.name.replace('_', ' ')} follows from the data above.")
+        return Move("report_mistake", "\n".join(lines))
 
     def _compute_and_plot(self) -> Move:
         body = code.comment_reference(self.reference, self.rng)

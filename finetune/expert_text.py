@@ -63,6 +63,11 @@ PHRASES: dict[str, tuple[str, ...]] = {
         "The error and its hint show what I misused. Fixing that line and running the computation again.",
         "I used that pandas call the wrong way. Following the hint:",
     ),
+    "report_fix": (
+        "Right: I wrote the report before computing {names}. Computing them now and printing each one:",
+        "The report came too early; no output shows {names} yet. The computation first:",
+        "I have not computed {names} yet. Doing that now, then the report again.",
+    ),
     "plot": (
         "A chart to check the result visually: {words}.",
         "Let me draw {words}.",

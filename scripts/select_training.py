@@ -4,7 +4,7 @@ token budget, so that a LoRA epoch fits a CPU's afternoon.
     python scripts/select_training.py runs/collect-expert --budget 100000 --out data/headline
 
 Deterministic. Per task it keeps one kept run: for every `--fix-every`-th task (in id order) a run in
-which the model made a mistake and fixed it, otherwise the shortest run. Each dataset's tasks are taken kind by kind (a task file's question, then a drill of
+which the model made a mistake and fixed it (a failed cell, or a report the answer check sent back), otherwise the shortest run. Each dataset's tasks are taken kind by kind (a task file's question, then a drill of
 each kind, ...) in a fixed hashed order, not id order. Among a task's fixed runs it
 takes the kind of mistake (a column name, a misspelt variable, dates read as text, ...) taken least
 so far, then the shortest; a task with a run fixing a rare kind (under a tenth of the fixed runs)
@@ -23,6 +23,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from agent import prompts
 from eval_datasets.schema import load_suite
 
 
@@ -52,14 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     # run always takes it, and goes first within its dataset, or a budget of a few dozen
     # conversations would hold none.
     # the kind of mistake of each run that fixed one, each conversation parsed once
-    fault = {line: mistake(line) for run, line in zip(kept, lines, strict=True) if run["errors"] > 0}
-    seen = Counter(fault[line] for run, line in zip(kept, lines, strict=True) if run["errors"] > 0)
+    fault = {line: mistake(line) for run, line in zip(kept, lines, strict=True) if fixed_one(run)}
+    seen = Counter(fault[line] for run, line in zip(kept, lines, strict=True) if fixed_one(run))
     rare = {name for name, count in seen.items() if count < 0.1 * sum(seen.values())}
     picks = []
     mistakes: dict[str, int] = defaultdict(int)
     for n, task_id in enumerate(sorted(by_task)):
         runs = sorted(by_task[task_id], key=lambda pair: (pair[0]["tokens"], pair[0]["seed"]))
-        fixed = [pair for pair in runs if pair[0]["errors"] > 0]
+        fixed = [pair for pair in runs if fixed_one(pair[0])]
         if fixed and (n % args.fix_every == 0 or any(fault[line] in rare for _, line in fixed)):
             pick = min(fixed, key=lambda pair: mistakes[fault[pair[1]]])  # min keeps the shortest on ties
             mistakes[fault[pick[1]]] += 1
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     # Within a dataset the kinds of question take turns too (a task file's question, a correlation
     # drill, a fit drill, ...): in id order the first drills are all `drill-corr-*`.
     def first(pair: tuple[dict, str]) -> int:
-        return 0 if pair[0]["errors"] > 0 and fault[pair[1]] in rare else 1
+        return 0 if fixed_one(pair[0]) and fault[pair[1]] in rare else 1
 
     in_kind: dict[tuple[str, str], int] = defaultdict(int)
     ranked = []
@@ -105,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         "tokens": total,
         "closed": sum(kind[run["task"]] == "closed" for run, _ in taken),
         "open": sum(kind[run["task"]] == "open" for run, _ in taken),
-        "with_fixed_error": sum(run["errors"] > 0 for run, _ in taken),
-        "mistakes": dict(sorted(Counter(fault[line] for run, line in taken if run["errors"] > 0).items())),
+        "with_fixed_error": sum(fixed_one(run) for run, _ in taken),
+        "mistakes": dict(sorted(Counter(fault[line] for run, line in taken if fixed_one(run)).items())),
         "turns": sum(run["turns"] for run, _ in taken),
         "runs": [f"{run['task']} s{run['seed']}" for run, _ in taken],
     }
@@ -127,15 +128,28 @@ def _shuffled(task_id: str) -> str:
 
 
 ERROR_LINE = re.compile(r"^(\w+(?:Error|Exception)): ?(.*)$", re.MULTILINE)
+# how the loop's answer-check messages begin (agent.prompts.CHECK_LEFT_OUT, CHECK_ANSWERS)
+CHECK_OPENINGS = tuple(text.split("{", 1)[0] for text in (prompts.CHECK_LEFT_OUT, prompts.CHECK_ANSWERS))
+
+
+def fixed_one(run: dict) -> bool:
+    """A run that made a mistake and fixed it: a failed cell, or a report sent back by the answer
+    check (``checks``; collections made before it was recorded have none)."""
+    return run["errors"] > 0 or run.get("checks", 0) > 0
 
 
 def mistake(line: str) -> str:
-    """The first error a conversation's outputs show, as a kind: ``KeyError``, ``NameError``,
-    ``AttributeError: .dt`` (dates read as text), ... ; '' when none."""
+    """The first mistake a conversation shows, as a kind: an error (``KeyError``, ``NameError``,
+    ``AttributeError: .dt`` for dates read as text, ...) or ``check`` for a report sent back by the
+    answer check; '' when none."""
     for message in json.loads(line)["messages"]:
-        if message["role"] == "user" and (match := ERROR_LINE.search(message["content"])):
+        if message["role"] != "user":
+            continue
+        if match := ERROR_LINE.search(message["content"]):
             name, text = match.groups()
             return f"{name}: .dt" if ".dt accessor" in text else name
+        if message["content"].startswith(CHECK_OPENINGS):
+            return "check"
     return ""
 
 

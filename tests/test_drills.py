@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from agent import prompts
 from agent.loop import RunConfig
 from agent.runner import analyze
 from eval_datasets.harness import task_question
@@ -283,19 +284,38 @@ def test_training_selection_spreads_over_kinds_of_mistake(tmp_path):
     spec.loader.exec_module(module)
 
     def conversation(error: str) -> dict:
-        failed = f"Output:\n```\nTraceback (most recent call last):\n\n{error}\n```"
+        failed = (
+            error
+            if error.startswith("Your report")
+            else f"Output:\n```\nTraceback (most recent call last):\n\n{error}\n```"
+        )
         return {"messages": [{"role": "user", "content": "Task"}, {"role": "user", "content": failed}]}
 
     errors = {
         0: "KeyError: 'Price'",
         1: "NameError: name 'mean_prce' is not defined",
         2: "AttributeError: Can only use .dt accessor with datetimelike values",
+        3: prompts.CHECK_LEFT_OUT.format(answers="@mean_price[...]"),  # a report the answer check sent back
     }
     runs, lines = [], []
-    for task in ("aaa/t1", "aaa/t2", "aaa/t3"):
-        for seed, tokens in ((0, 100), (1, 110), (2, 120)):  # the KeyError run is always the shortest
+    for task in ("aaa/t1", "aaa/t2", "aaa/t3", "aaa/t4"):
+        for seed, tokens in (
+            (0, 100),
+            (1, 110),
+            (2, 120),
+            (3, 130),
+        ):  # the KeyError run is always the shortest
+            check = seed == 3
             runs.append(
-                {"task": task, "seed": seed, "verdict": "kept", "turns": 4, "errors": 1, "tokens": tokens}
+                {
+                    "task": task,
+                    "seed": seed,
+                    "verdict": "kept",
+                    "turns": 4,
+                    "errors": int(not check),
+                    "tokens": tokens,
+                }
+                | ({"checks": 1} if check else {})
             )
             lines.append(json.dumps(conversation(errors[seed])))
     collected = tmp_path / "collect"
@@ -304,8 +324,9 @@ def test_training_selection_spreads_over_kinds_of_mistake(tmp_path):
     (collected / "train.jsonl").write_text("".join(line + "\n" for line in lines))
     assert module.main([str(collected), "--fix-every", "1", "--out", str(tmp_path / "out")]) == 0
     taken = json.loads((tmp_path / "out" / "selection.json").read_text())
-    assert sorted(taken["runs"]) == ["aaa/t1 s0", "aaa/t2 s1", "aaa/t3 s2"]
-    assert taken["mistakes"] == {"AttributeError: .dt": 1, "KeyError": 1, "NameError": 1}
+    assert sorted(taken["runs"]) == ["aaa/t1 s0", "aaa/t2 s1", "aaa/t3 s2", "aaa/t4 s3"]
+    assert taken["mistakes"] == {"AttributeError: .dt": 1, "KeyError": 1, "NameError": 1, "check": 1}
+    assert taken["with_fixed_error"] == 4
 
 
 def test_training_selection_takes_kinds_of_question_in_turn_and_rare_fixes_first(tmp_path):

@@ -205,3 +205,23 @@ def test_a_misused_call_is_fixed_from_the_hint(slip, dataset_cache, tmp_path):
     replies = [m for m in training_messages(result.trajectory, tmp_path / "run") if m["role"] == "assistant"]
     assert [m.get("train", True) for m in replies] == [s is not failed for s in steps]
     assert result.outcome.status == "report" and score_task(prepared, result.trajectory).correct
+
+
+def test_an_early_report_goes_back_to_the_answer_check_and_the_computation_follows(dataset_cache, tmp_path):
+    """The report mistake runs in a real loop: a report after the first look is sent back by the
+    answer check, the next reply computes and prints the answers, and the final report is correct."""
+    spec = next(s for s in load_suite() if s.split == "train")
+    prepared = next(p for p in prepared_tasks(spec, dataset_cache) if p.task.kind == "closed")
+    seed = _seed_planning(prepared, lambda expert: expert._early_report)
+    result = _solve(prepared, seed, tmp_path / "run")
+    steps = result.trajectory.steps
+    check = next(s for s in steps if s.step_kind == "check")
+    assert check.index == 2 and check.observation.startswith(
+        (prompts.CHECK_LEFT_OUT.split("{")[0], prompts.CHECK_ANSWERS.split("{")[0])
+    )
+    after = steps[steps.index(check) + 1]
+    assert after.execution.ok and all(f"{a.name} =" in after.execution.stdout for a in prepared.task.answers)
+    assert result.outcome.status == "report" and score_task(prepared, result.trajectory).correct
+    # for training, the early report is context only
+    replies = [m for m in training_messages(result.trajectory, tmp_path / "run") if m["role"] == "assistant"]
+    assert [m.get("train", True) for m in replies] == [s is not check for s in steps]
