@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import random
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -135,15 +138,17 @@ def test_the_expert_solves_drills_in_a_real_kernel(tmp_path):
     assert spec.split == "train"
 
 
-def test_training_selection_takes_drills_and_spreads_over_datasets(tmp_path):
-    import importlib.util
-    import json
-    from pathlib import Path
-
+@pytest.fixture(scope="module")
+def select_training():
+    """scripts/select_training.py as a module (scripts/ is not a package)."""
     path = Path(__file__).resolve().parent.parent / "scripts" / "select_training.py"
     spec = importlib.util.spec_from_file_location("select_training", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_training_selection_takes_drills_and_spreads_over_datasets(tmp_path, select_training):
     runs = [
         {"task": f"{d}/drill-{i}", "seed": 0, "verdict": "kept", "turns": 3, "errors": 0, "tokens": 100}
         for d in ("aaa", "bbb")
@@ -153,7 +158,7 @@ def test_training_selection_takes_drills_and_spreads_over_datasets(tmp_path):
     collected.mkdir()
     (collected / "stats.json").write_text(json.dumps({"runs_detail": runs}))
     (collected / "train.jsonl").write_text("".join(json.dumps({"id": r["task"]}) + "\n" for r in runs))
-    assert module.main([str(collected), "--budget", "400", "--out", str(tmp_path / "out")]) == 0
+    assert select_training.main([str(collected), "--budget", "400", "--out", str(tmp_path / "out")]) == 0
     taken = json.loads((tmp_path / "out" / "selection.json").read_text())
     # Budget for 4 of 10: the two datasets take turns rather than the first filling it alone.
     assert sorted(r.split("/")[0] for r in taken["runs"]) == ["aaa", "aaa", "bbb", "bbb"]
@@ -273,15 +278,7 @@ def test_median_multiples_count_the_rows_above():
     assert all(d is None or "level" not in d[0] for d in made)
 
 
-def test_training_selection_spreads_over_kinds_of_mistake(tmp_path):
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "scripts" / "select_training.py"
-    spec = importlib.util.spec_from_file_location("select_training", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_training_selection_spreads_over_kinds_of_mistake(tmp_path, select_training):
 
     def conversation(error: str) -> dict:
         failed = (
@@ -322,24 +319,16 @@ def test_training_selection_spreads_over_kinds_of_mistake(tmp_path):
     collected.mkdir()
     (collected / "stats.json").write_text(json.dumps({"runs_detail": runs}))
     (collected / "train.jsonl").write_text("".join(line + "\n" for line in lines))
-    assert module.main([str(collected), "--fix-every", "1", "--out", str(tmp_path / "out")]) == 0
+    assert select_training.main([str(collected), "--fix-every", "1", "--out", str(tmp_path / "out")]) == 0
     taken = json.loads((tmp_path / "out" / "selection.json").read_text())
     assert sorted(taken["runs"]) == ["aaa/t1 s0", "aaa/t2 s1", "aaa/t3 s2", "aaa/t4 s3"]
     assert taken["mistakes"] == {"AttributeError: .dt": 1, "KeyError": 1, "NameError": 1, "check": 1}
     assert taken["with_fixed_error"] == 4
 
 
-def test_training_selection_takes_kinds_of_question_in_turn_and_rare_fixes_first(tmp_path):
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "scripts" / "select_training.py"
-    spec = importlib.util.spec_from_file_location("select_training", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.question_kind("tips/drill-corr-tip-total-bill") == "corr"
-    assert module.question_kind("tips/tip-by-day") == "task"
+def test_training_selection_takes_kinds_of_question_in_turn_and_rare_fixes_first(tmp_path, select_training):
+    assert select_training.question_kind("tips/drill-corr-tip-total-bill") == "corr"
+    assert select_training.question_kind("tips/tip-by-day") == "task"
 
     def run(task: str, error: str = "") -> tuple[dict, str]:
         content = (
@@ -366,8 +355,8 @@ def test_training_selection_takes_kinds_of_question_in_turn_and_rare_fixes_first
     collected.mkdir()
     (collected / "stats.json").write_text(json.dumps({"runs_detail": [r for r, _ in runs]}))
     (collected / "train.jsonl").write_text("".join(line + "\n" for _, line in runs))
-    assert module.main([str(collected), "--budget", "400", "--out", str(tmp_path / "out")]) == 0
+    assert select_training.main([str(collected), "--budget", "400", "--out", str(tmp_path / "out")]) == 0
     taken = json.loads((tmp_path / "out" / "selection.json").read_text())["runs"]
     # the one rare fix (1 of 21 fixed runs) first, then one question of each kind
     assert taken[0] == "aaa/drill-share-z s0"
-    assert sorted(module.question_kind(r.split()[0]) for r in taken[1:]) == ["corr", "fit", "task"]
+    assert sorted(select_training.question_kind(r.split()[0]) for r in taken[1:]) == ["corr", "fit", "task"]
