@@ -43,6 +43,10 @@ class Columns:
         self.labels = [
             c for c in usable if is_text(frame[c]) and frame[c].nunique() > 0.8 * frame[c].notna().sum() > 5
         ]
+        # text that repeats but has too many values to group by: a player per team, a city per state
+        self.repeated = [
+            c for c in usable if is_text(frame[c]) and 12 < frame[c].nunique() <= 0.8 * frame[c].notna().sum()
+        ]
         self.years = [c for c in usable if _year_of(frame[c]) is not None]
         self.gappy = [c for c in usable if 0 < frame[c].isna().sum() < len(frame)]
 
@@ -150,20 +154,19 @@ def best_group(cols: Columns, rng: random.Random) -> Drill | None:
     cat, num = rng.choice(cols.groups), rng.choice(cols.numeric)
     high = rng.random() < 0.6
     word, pick = ("highest", "max") if high else ("lowest", "min")
+    stat, said = rng.choice([("mean", "mean"), ("mean", "mean"), ("sum", "total")])
     say = Namer(rng)
     group = say.answer(["group", f"{word}_group", "best" if high else "worst"], cat)
-    answers = [_group_answer(group, cols.frame[cat]), _number(rng.choice(["mean", f"mean_{ident(num)}"]), 2)]
+    answers = [_group_answer(group, cols.frame[cat]), _number(rng.choice([said, f"{said}_{ident(num)}"]), 2)]
     if answers[0].name == answers[1].name:
         return None
-    question = (
-        f"Which {say.col(cat)} has the {word} mean {say.col(num)}, and what is that mean? {_report(answers)}"
-    )
+    question = f"Which {say.col(cat)} has the {word} {said} {say.col(num)}, and what is that {said}? {_report(answers)}"
     code = (
-        f"means = df.groupby({cat!r})[{num!r}].mean()\n"
-        f"{answers[0].name} = means.idx{pick}()\n"
-        f"{answers[1].name} = means.{pick}()"
+        f"{said}s = df.groupby({cat!r})[{num!r}].{stat}()\n"
+        f"{answers[0].name} = {said}s.idx{pick}()\n"
+        f"{answers[1].name} = {said}s.{pick}()"
     )
-    return f"{word}-mean-{ident(num)}-by-{ident(cat)}", question, answers, code
+    return f"{word}-{said}-{ident(num)}-by-{ident(cat)}", question, answers, code
 
 
 def group_means(cols: Columns, rng: random.Random) -> Drill | None:
@@ -290,6 +293,60 @@ def yearly(cols: Columns, rng: random.Random) -> Drill | None:
         f"{answers[1].name} = df.loc[year == {last}, {num!r}].mean()"
     )
     return f"{ident(num)}-in-{first}-and-{last}", question, answers, code
+
+
+def peak_year(cols: Columns, rng: random.Random) -> Drill | None:
+    """The year with the highest total (or mean) of a column, and that value."""
+    if not (cols.years and cols.numeric):
+        return None
+    col = rng.choice(cols.years)
+    num = rng.choice([c for c in cols.numeric if c != col] or [None])
+    if num is None:
+        return None
+    stat, said = rng.choice([("sum", "total"), ("mean", "mean")])
+    values = getattr(cols.frame.groupby(_year_of(cols.frame[col]))[num], stat)()
+    if len(values) < 3 or values.nlargest(2).nunique() < 2:  # a tie at the top has no single answer
+        return None
+    say = Namer(rng)
+    answers = [
+        _number(rng.choice(["year", "peak_year"]), 0),
+        _number(rng.choice([said, f"{said}_{ident(num)}"]), 2),
+    ]
+    question = (
+        f"Which year has the highest {said} {say.col(num)}, and what is that {said}? {_report(answers)}"
+    )
+    year = f"df[{col!r}]" if _is_number(cols.frame[col]) else f"pd.to_datetime(df[{col!r}]).dt.year"
+    code = (
+        f"by_year = df.groupby({year})[{num!r}].{stat}()\n"
+        f"{answers[0].name} = int(by_year.idxmax())\n"
+        f"{answers[1].name} = by_year.max()"
+    )
+    return f"peak-year-{said}-{ident(num)}", question, answers, code
+
+
+def distinct_per_group(cols: Columns, rng: random.Random) -> Drill | None:
+    """The group with the most different values of a repeating text column (players per team)."""
+    if not (cols.groups and cols.repeated):
+        return None
+    cat, col = rng.choice(cols.groups), rng.choice(cols.repeated)
+    counts = cols.frame.groupby(cat)[col].nunique()
+    if counts.nlargest(2).nunique() < 2:
+        return None
+    say = Namer(rng)
+    answers = [
+        _group_answer(say.answer(["group", "most"], cat), cols.frame[cat]),
+        _number(rng.choice(["n", "distinct"]), 0),
+    ]
+    question = (
+        f"Which {say.col(cat)} has the most distinct {say.col(col)} values, and how many does it have? "
+        f"{_report(answers)}"
+    )
+    code = (
+        f"counts = df.groupby({cat!r})[{col!r}].nunique()\n"
+        f"{answers[0].name} = counts.idxmax()\n"
+        f"{answers[1].name} = int(counts.max())"
+    )
+    return f"distinct-{ident(col)}-by-{ident(cat)}", question, answers, code
 
 
 def top_row(cols: Columns, rng: random.Random) -> Drill | None:
@@ -452,6 +509,8 @@ KINDS: list[Callable[[Columns, random.Random], Drill | None]] = [
     median_multiple,
     line_fit,
     rule_accuracy,
+    peak_year,
+    distinct_per_group,
 ]
 
 

@@ -209,6 +209,7 @@ def _solve(drill) -> dict:
 def _paired_frame() -> pd.DataFrame:
     frame = _frame()
     frame["member"] = np.where(frame["price"] > frame["price"].median(), "yes", "no")
+    frame["buyer"] = [f"b{i}" for i in np.random.default_rng(3).integers(0, 40, len(frame))]
     return frame
 
 
@@ -360,3 +361,46 @@ def test_training_selection_takes_kinds_of_question_in_turn_and_rare_fixes_first
     # the one rare fix (1 of 21 fixed runs) first, then one question of each kind
     assert taken[0] == "aaa/drill-share-z s0"
     assert sorted(select_training.question_kind(r.split()[0]) for r in taken[1:]) == ["corr", "fit", "task"]
+
+
+def test_peak_years_and_group_totals_match_a_plain_loop():
+    frame = _paired_frame()
+    made = _drills(drills.peak_year)
+    assert {d[0].split("-")[2] for d in made} == {"total", "mean"}
+    for drill in made:
+        num = re.match(r"peak-year-(?:total|mean)-(\w+)", drill[0]).group(1)
+        per_year: dict[int, list[float]] = {}
+        for year, value in zip(frame["year"], frame[num], strict=True):
+            if value == value:  # not NaN
+                per_year.setdefault(int(year), []).append(value)
+        if "-total-" in drill[0]:
+            stat = {year: sum(values) for year, values in per_year.items()}
+        else:
+            stat = {year: sum(values) / len(values) for year, values in per_year.items()}
+        best = max(stat, key=stat.get)
+        year, value = _solve(drill).values()
+        assert year == best and value == pytest.approx(stat[best]), drill[1]
+    totals = [d for d in _drills(drills.best_group) if "-total-" in d[0]]
+    assert totals
+    for drill in totals:
+        word, num, cat = re.match(r"(highest|lowest)-total-(\w+)-by-(\w+)", drill[0]).groups()
+        sums = {g: frame.loc[frame[cat] == g, num].sum() for g in frame[cat].dropna().unique()}
+        pick = (max if word == "highest" else min)(sums, key=sums.get)
+        group, value = _solve(drill).values()
+        assert group == pick and value == pytest.approx(sums[pick]), drill[1]
+
+
+def test_distinct_values_per_group_are_counted():
+    frame = _paired_frame()
+    cols = drills.Columns(frame)
+    assert cols.repeated == ["buyer"] and "name" not in cols.repeated  # unique names do not repeat
+    made = [d for d in (drills.distinct_per_group(cols, random.Random(s)) for s in range(20)) if d]
+    assert made
+    for drill in made:
+        cat = re.match(r"distinct-buyer-by-(\w+)", drill[0]).group(1)
+        seen: dict[object, set] = {}
+        for group, buyer in zip(frame[cat], frame["buyer"], strict=True):
+            seen.setdefault(group, set()).add(buyer)
+        best = max(seen, key=lambda g: len(seen[g]))
+        group, n = _solve(drill).values()
+        assert group == best and n == len(seen[best]), drill[1]
