@@ -4,13 +4,15 @@ token budget, so that a LoRA epoch fits a CPU's afternoon.
     python scripts/select_training.py runs/collect-expert --budget 100000 --out data/headline
 
 Deterministic. Per task it keeps one kept run: for every `--fix-every`-th task (in id order) a run in
-which the model made a mistake and fixed it (a failed cell, or a report the answer check sent back), otherwise the shortest run. Each dataset's tasks are taken kind by kind (a task file's question, then a drill of
-each kind, ...) in a fixed hashed order, not id order. Among a task's fixed runs it
-takes the kind of mistake (a column name, a misspelt variable, dates read as text, ...) taken least
-so far, then the shortest; a task with a run fixing a rare kind (under a tenth of the fixed runs)
-always takes one and goes first in its dataset, so that common kinds do not crowd out the rare ones. Open tasks
-fill up to `--open-share` of the budget, then closed tasks (they carry the `@name[value]` answers the
-eval scores) the rest; within each group the datasets take turns, so every dataset is represented. Writes OUT/train.jsonl and OUT/selection.json (what was taken).
+which the model made a mistake and fixed it (a failed cell, or a report the answer check sent back),
+otherwise the shortest run. Among a task's fixed runs it takes the kind of mistake (a column name, a
+misspelt variable, dates read as text, a check, ...) taken least so far, then the shortest; a task with
+a run fixing a rare kind (under a tenth of the fixed runs) always takes one and goes first in its
+dataset, so that common kinds do not crowd out the rare ones. Each dataset's tasks are taken kind of
+question by kind (a task file's question, then a drill of each kind, ...) in a fixed hashed order, not
+id order. Open tasks fill up to `--open-share` of the budget, then closed tasks (they carry the
+`@name[value]` answers the eval scores) the rest; within each group the datasets take turns, so every
+dataset is represented. Writes OUT/train.jsonl and OUT/selection.json (what was taken).
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         "tokens": total,
         "closed": sum(kind[run["task"]] == "closed" for run, _ in taken),
         "open": sum(kind[run["task"]] == "open" for run, _ in taken),
-        "with_fixed_error": sum(fixed_one(run) for run, _ in taken),
+        "with_fixed_mistake": sum(fixed_one(run) for run, _ in taken),
         "mistakes": dict(sorted(Counter(fault[line] for run, line in taken if fixed_one(run)).items())),
         "turns": sum(run["turns"] for run, _ in taken),
         "runs": [f"{run['task']} s{run['seed']}" for run, _ in taken],

@@ -324,7 +324,7 @@ def test_training_selection_spreads_over_kinds_of_mistake(tmp_path, select_train
     taken = json.loads((tmp_path / "out" / "selection.json").read_text())
     assert sorted(taken["runs"]) == ["aaa/t1 s0", "aaa/t2 s1", "aaa/t3 s2", "aaa/t4 s3"]
     assert taken["mistakes"] == {"AttributeError: .dt": 1, "KeyError": 1, "NameError": 1, "check": 1}
-    assert taken["with_fixed_error"] == 4
+    assert taken["with_fixed_mistake"] == 4
 
 
 def test_training_selection_takes_kinds_of_question_in_turn_and_rare_fixes_first(tmp_path, select_training):
