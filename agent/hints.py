@@ -7,7 +7,8 @@ adds them to the error, with the nearest names. Likewise for a text column caugh
 computation (``could not convert string to float: 'malignant'``: pandas 2 no longer drops text
 columns silently), for a value used as a column (``df['malignant']`` where ``malignant`` is a
 value of ``diagnosis``), for ``.dt`` on dates still read as text, for a column name used as a bare
-variable (``name 'wind' is not defined``), for ``df.corr('medv')``, and for a method compared or
+variable (``name 'wind' is not defined``), for a column of the file indexed on a Series or a
+selection without it (``ozone.groupby(month)['Ozone']``), for ``df.corr('medv')``, and for a method compared or
 indexed without its parentheses (``.size >= 1``).
 
 Hints only add text after the traceback; whether a failure counts as the same failure again is
@@ -131,7 +132,7 @@ def _missing_columns(
         if keys and evalue_is_drop:
             shown = ", ".join(repr(k) for k in keys)
             return f"Hint: to drop a column, name the axis: df.drop(columns=[{shown}])."
-        return None
+        return _not_in_this_frame(keys[0], columns) if keys else None
     names = ", ".join(f"`{k}`" for k in missing)
     where = f"{next(iter(columns))}" if len(columns) == 1 else "any data file"
     lines = [f"Hint: {names} {'is not a column' if len(missing) == 1 else 'are not columns'} of {where}."]
@@ -148,6 +149,18 @@ def _missing_columns(
     for file, cols in columns.items():
         lines.append(f"Columns of {file}: {_listing(cols)}")
     return "\n".join(lines)
+
+
+def _not_in_this_frame(key: str, columns: dict[str, list[str]]) -> str:
+    """A column of the file indexed on something that lacks it: one column (a Series, as in
+    ``ozone.groupby(month)['Ozone']``) or a selection made without it."""
+    file = next(file for file, cols in columns.items() if key in cols)
+    return (
+        f"Hint: `{key}` is a column of {file}, but what this line indexes does not have it: a single "
+        f"column (a Series) or a selection made without `{key}`. Take it from the whole table, "
+        f"df[{key!r}], or keep it when selecting (if df itself was replaced by a selection, read the "
+        "file again)."
+    )
 
 
 def _text_columns(frame: pd.DataFrame) -> list:

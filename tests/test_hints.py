@@ -48,8 +48,22 @@ def test_a_missing_column_with_nothing_near_still_lists_the_columns():
 def test_keys_that_are_not_column_names_get_no_hint():
     assert error_hint(raised("df.set_index('hwy').loc[99]"), TABLES) is None  # an integer row label
     assert error_hint(raised("df.loc[df.hwy > 99, 'hwy'].reset_index(drop=True)[0]"), TABLES) is None
-    # the file has the column, the frame the code built does not: which frame is not known
-    assert error_hint(raised("df[['hwy']]['displ']"), TABLES) is None
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "df[['hwy']]['displ']",  # a selection without the column
+        "df['hwy']['displ']",  # one column, a Series, indexed by a column name
+        "df['hwy'].groupby(df['class'])['displ']",  # KeyError: 'Column not found: displ'
+    ],
+)
+def test_a_column_of_the_file_missing_from_what_the_line_indexes(code):
+    hint = error_hint(raised(code), TABLES)
+    assert hint.startswith(
+        "Hint: `displ` is a column of mpg.csv, but what this line indexes does not have it"
+    )
+    assert "df['displ']" in hint
 
 
 def test_dropping_a_column_without_its_axis():
