@@ -185,7 +185,8 @@ def test_a_column_named_from_the_question_is_fixed_from_the_hint(dataset_cache, 
 @pytest.mark.parametrize("slip", [0, 1, 2], ids=["corr-with", "corr-pair", "value-as-column"])
 def test_a_misused_call_is_fixed_from_the_hint(slip, dataset_cache, tmp_path):
     """Each API slip runs in a real kernel: the call fails, the loop hints, the fix is the task's code."""
-    config = CollectConfig(out=tmp_path / "c", tasks="vega-cars/drill-*", drills=15, cache=dataset_cache)
+    # 40 drills: each is a kind drawn at random, and the corr-with slip needs a `strongest` drill
+    config = CollectConfig(out=tmp_path / "c", tasks="vega-cars/drill-*", drills=40, cache=dataset_cache)
     pattern = SLIPS[slip][0]
     prepared = next(p for p in select_tasks(config) if pattern.search(p.task.reference_code))
     seed = _seed_planning(prepared, lambda expert: expert._api_slip)
