@@ -515,32 +515,36 @@ KINDS: list[Callable[[Columns, random.Random], Drill | None]] = [
 
 
 def drill_tasks(spec: DatasetSpec, frame: pd.DataFrame, count: int, seed: int = 0) -> list[Task]:
-    """Up to ``count`` distinct drills for one dataset, their kinds spread as evenly as the columns allow."""
+    """Up to ``count`` distinct drills for one dataset, the kinds taking turns: every kind the columns
+    allow once (in a seeded random order) before any kind twice, and so on."""
     rng = random.Random(f"{spec.name}:{seed}")
     cols = Columns(frame)
     read = f"import pandas as pd\ndf = pd.read_csv({spec.csv!r})\n"
     tasks: dict[str, Task] = {}
-    for _ in range(count * 6):
-        if len(tasks) >= count:
-            break
-        kinds = rng.sample(KINDS, len(KINDS))
-        for kind in kinds:
-            drill = kind(cols, rng)
-            if drill is None:
-                continue
-            slug, question, answers, code = drill
-            slug = "drill-" + re.sub(r"[^a-z0-9-]+", "-", slug.replace("_", "-").lower()).strip("-")[:60]
-            task_id = f"{spec.name}/{slug}"
-            if task_id not in tasks:
-                tasks[task_id] = Task(
-                    id=task_id,
-                    dataset=spec.name,
-                    kind="closed",
-                    question=question,
-                    answers=answers,
-                    reference_code=read + code + "\n",
-                )
+    added = True
+    while added and len(tasks) < count:  # a round in which no kind has a new drill is the last
+        added = False
+        for kind in rng.sample(KINDS, len(KINDS)):
+            if len(tasks) >= count:
                 break
+            for _ in range(6):  # a few draws, for a drill this dataset does not have yet
+                drill = kind(cols, rng)
+                if drill is None:
+                    continue
+                slug, question, answers, code = drill
+                slug = "drill-" + re.sub(r"[^a-z0-9-]+", "-", slug.replace("_", "-").lower()).strip("-")[:60]
+                task_id = f"{spec.name}/{slug}"
+                if task_id not in tasks:
+                    tasks[task_id] = Task(
+                        id=task_id,
+                        dataset=spec.name,
+                        kind="closed",
+                        question=question,
+                        answers=answers,
+                        reference_code=read + code + "\n",
+                    )
+                    added = True
+                    break
     return list(tasks.values())
 
 

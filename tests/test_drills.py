@@ -404,3 +404,33 @@ def test_distinct_values_per_group_are_counted():
         best = max(seen, key=lambda g: len(seen[g]))
         group, n = _solve(drill).values()
         assert group == best and n == len(seen[best]), drill[1]
+
+
+def test_drill_kinds_take_turns(monkeypatch):
+    """Every kind once before any kind twice; a kind with nothing (left) to ask drops out."""
+
+    def kind(name: str, limit: int):
+        def make(cols, rng):
+            n = rng.randrange(limit) if limit else None
+            return (
+                None
+                if n is None
+                else (
+                    f"{name}-{n}",
+                    f"{name} {n}? Report @n[value].",
+                    [Answer(name="n", decimals=0)],
+                    "n = 1",
+                )
+            )
+
+        return make
+
+    kinds = [kind("many", 100), kind("few", 1), kind("none", 0), kind("more", 100)]
+    monkeypatch.setattr(drills, "KINDS", kinds)
+
+    def made(count: int) -> list[str]:
+        return [t.id.split("/drill-")[1].split("-")[0] for t in drills.drill_tasks(_spec(), _frame(), count)]
+
+    assert sorted(made(3)) == ["few", "many", "more"]
+    assert sorted(made(5)) == ["few", "many", "many", "more", "more"]  # `few` has one drill only
+    assert len(made(50)) == 50

@@ -185,7 +185,7 @@ def test_a_column_named_from_the_question_is_fixed_from_the_hint(dataset_cache, 
 @pytest.mark.parametrize("slip", [0, 1, 2], ids=["corr-with", "corr-pair", "value-as-column"])
 def test_a_misused_call_is_fixed_from_the_hint(slip, dataset_cache, tmp_path):
     """Each API slip runs in a real kernel: the call fails, the loop hints, the fix is the task's code."""
-    # 40 drills: each is a kind drawn at random, and the corr-with slip needs a `strongest` drill
+    # 40 drills: with 15, fewer than the kinds, `strongest` (which the corr-with slip needs) may be left out
     config = CollectConfig(out=tmp_path / "c", tasks="vega-cars/drill-*", drills=40, cache=dataset_cache)
     pattern = SLIPS[slip][0]
     prepared = next(p for p in select_tasks(config) if pattern.search(p.task.reference_code))
