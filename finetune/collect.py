@@ -239,7 +239,7 @@ def training_messages(trajectory: Trajectory, run_dir: Path) -> list[dict[str, A
     ``df.corr('col', ...)`` 12 times on the held-out split).
     """
     prefixes = sorted({str(run_dir.resolve()) + "/", str(run_dir) + "/"}, key=len, reverse=True)
-    failed = iter(
+    untrained = iter(
         [
             step.step_kind == "check" or (step.execution is not None and not step.execution.ok)
             for step in trajectory.steps
@@ -251,7 +251,7 @@ def training_messages(trajectory: Trajectory, run_dir: Path) -> list[dict[str, A
         for prefix in prefixes:
             content = content.replace(prefix, "")
         messages.append({"role": message.role, "content": content})
-        if message.role == "assistant" and next(failed):
+        if message.role == "assistant" and next(untrained):
             messages[-1]["train"] = False
     return messages
 

@@ -273,20 +273,33 @@ def strongest(cols: Columns, rng: random.Random) -> Drill | None:
     return f"strongest-with-{ident(target)}", question, answers, code
 
 
-def yearly(cols: Columns, rng: random.Random) -> Drill | None:
+def _year_and_number(cols: Columns, rng: random.Random) -> tuple[str, str, str] | None:
+    """A year (or date) column, another numeric column, and the code for each row's year."""
     if not (cols.years and cols.numeric):
         return None
     col = rng.choice(cols.years)
     num = rng.choice([c for c in cols.numeric if c != col] or [None])
     if num is None:
         return None
+    year = f"df[{col!r}]" if _is_number(cols.frame[col]) else f"pd.to_datetime(df[{col!r}]).dt.year"
+    return col, num, year
+
+
+def _tied_at_top(values: pd.Series) -> bool:
+    """Whether the two largest values are equal: a tie at the top has no single answer."""
+    return values.nlargest(2).nunique() < 2
+
+
+def yearly(cols: Columns, rng: random.Random) -> Drill | None:
+    if (picked := _year_and_number(cols, rng)) is None:
+        return None
+    col, num, year = picked
     years = sorted(_year_of(cols.frame[col]).value_counts().loc[lambda s: s >= 3].index)
     if len(years) < 2:
         return None
     first, last = sorted(rng.sample(years, 2))
     answers = [_number(f"mean_{first}", 2), _number(f"mean_{last}", 2)]
     question = f"What was the mean {Namer(rng).col(num)} in {first} and in {last}? {_report(answers)}"
-    year = f"df[{col!r}]" if _is_number(cols.frame[col]) else f"pd.to_datetime(df[{col!r}]).dt.year"
     code = (
         f"year = {year}\n"
         f"{answers[0].name} = df.loc[year == {first}, {num!r}].mean()\n"
@@ -297,15 +310,12 @@ def yearly(cols: Columns, rng: random.Random) -> Drill | None:
 
 def peak_year(cols: Columns, rng: random.Random) -> Drill | None:
     """The year with the highest total (or mean) of a column, and that value."""
-    if not (cols.years and cols.numeric):
+    if (picked := _year_and_number(cols, rng)) is None:
         return None
-    col = rng.choice(cols.years)
-    num = rng.choice([c for c in cols.numeric if c != col] or [None])
-    if num is None:
-        return None
+    col, num, year = picked
     stat, said = rng.choice([("sum", "total"), ("mean", "mean")])
     values = getattr(cols.frame.groupby(_year_of(cols.frame[col]))[num], stat)()
-    if len(values) < 3 or values.nlargest(2).nunique() < 2:  # a tie at the top has no single answer
+    if len(values) < 3 or _tied_at_top(values):
         return None
     say = Namer(rng)
     answers = [
@@ -315,7 +325,6 @@ def peak_year(cols: Columns, rng: random.Random) -> Drill | None:
     question = (
         f"Which year has the highest {said} {say.col(num)}, and what is that {said}? {_report(answers)}"
     )
-    year = f"df[{col!r}]" if _is_number(cols.frame[col]) else f"pd.to_datetime(df[{col!r}]).dt.year"
     code = (
         f"by_year = df.groupby({year})[{num!r}].{stat}()\n"
         f"{answers[0].name} = int(by_year.idxmax())\n"
@@ -330,7 +339,7 @@ def distinct_per_group(cols: Columns, rng: random.Random) -> Drill | None:
         return None
     cat, col = rng.choice(cols.groups), rng.choice(cols.repeated)
     counts = cols.frame.groupby(cat)[col].nunique()
-    if counts.nlargest(2).nunique() < 2:
+    if _tied_at_top(counts):
         return None
     say = Namer(rng)
     answers = [
@@ -353,7 +362,7 @@ def top_row(cols: Columns, rng: random.Random) -> Drill | None:
     if not (cols.labels and cols.numeric):
         return None
     label, num = rng.choice(cols.labels), rng.choice(cols.numeric)
-    if cols.frame[num].nlargest(2).nunique() < 2:  # a tie at the top has no single answer
+    if _tied_at_top(cols.frame[num]):
         return None
     say = Namer(rng)
     answers = [_text(say.answer(["name", "top"], label)), _number(say.answer(["value", "highest"], num), 2)]
