@@ -1,5 +1,8 @@
+import importlib
 import os
 import signal
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,6 +15,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # A Python handler is reset to the default on exec, so the children get a normal SIGINT too.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(scope="session")
+def script():
+    """Load ``scripts/NAME.py`` as a module: scripts/ is not a package, and its scripts import each
+    other by plain name, as they do when run."""
+    folder = str(Path(__file__).resolve().parent.parent / "scripts")
+    sys.path.insert(0, folder)
+    yield importlib.import_module
+    sys.path.remove(folder)
 
 
 @pytest.fixture

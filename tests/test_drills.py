@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -139,13 +137,8 @@ def test_the_expert_solves_drills_in_a_real_kernel(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def select_training():
-    """scripts/select_training.py as a module (scripts/ is not a package)."""
-    path = Path(__file__).resolve().parent.parent / "scripts" / "select_training.py"
-    spec = importlib.util.spec_from_file_location("select_training", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def select_training(script):
+    return script("select_training")
 
 
 def test_training_selection_takes_drills_and_spreads_over_datasets(tmp_path, select_training):
@@ -277,6 +270,43 @@ def test_median_multiples_count_the_rows_above():
         assert space[answers[0].name] == frame["spend"].median() and space["n_high"] == 20, question
     # a column where no row passes the multiple gives no drill: a zero count teaches nothing
     assert all(d is None or "level" not in d[0] for d in made)
+
+
+def test_mixed_training_sets_carry_no_loss_on_failing_replies(tmp_path, script):
+    mix_training = script("mix_training")
+    traceback = "Output:\n```\nTraceback (most recent call last):\n\nKeyError: 'Price'\n```"
+    check = prompts.CHECK_LEFT_OUT.format(answers="@n[...]")
+    old = [  # collected before failing replies were marked
+        {"role": "user", "content": "Task"},
+        {"role": "assistant", "content": "print(df['Price'])"},
+        {"role": "user", "content": traceback},
+        {"role": "assistant", "content": "print(df['price'])"},
+        {"role": "user", "content": "Output:\n```\n3\n```"},
+        {"role": "assistant", "content": "## Report, no answer"},
+        {"role": "user", "content": check},
+        {"role": "assistant", "content": "## Report @n[3]"},
+    ]
+    new = [old[0], {**old[1], "train": False}, *old[2:]]
+    for name, conversation in (("old", old), ("new", new)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "train.jsonl").write_text(json.dumps({"messages": conversation}) + "\n")
+    before = (tmp_path / "old" / "train.jsonl").read_text()
+
+    assert (
+        mix_training.main([str(tmp_path / "old"), str(tmp_path / "new"), "--out", str(tmp_path / "mix")]) == 0
+    )
+    mixed = [
+        json.loads(line)["messages"] for line in (tmp_path / "mix" / "train.jsonl").read_text().splitlines()
+    ]
+    # the cell that failed and the report sent back: context only, in both sets; the rest is learnt
+    for conversation in mixed:
+        replies = [m.get("train", True) for m in conversation if m["role"] == "assistant"]
+        assert replies == [False, True, False, True]
+    taken = json.loads((tmp_path / "mix" / "selection.json").read_text())
+    assert [s["newly_untrained"] for s in taken["sources"]] == [2, 1] and taken["untrained_replies"] == 4
+    assert (tmp_path / "old" / "train.jsonl").read_text() == before  # the inputs are left as they were
+    with pytest.raises(SystemExit, match="one of the inputs"):
+        mix_training.main([str(tmp_path / "old"), "--out", str(tmp_path / "old")])
 
 
 def test_training_selection_spreads_over_kinds_of_mistake(tmp_path, select_training):

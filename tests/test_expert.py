@@ -183,7 +183,7 @@ def test_a_column_named_from_the_question_is_fixed_from_the_hint(dataset_cache, 
 
 
 @pytest.mark.parametrize("slip", [0, 1, 2], ids=["corr-with", "corr-pair", "value-as-column"])
-def test_a_misused_call_is_fixed_from_the_hint(slip, dataset_cache, tmp_path):
+def test_a_misused_call_is_fixed_from_the_hint(slip, dataset_cache, tmp_path, script):
     """Each API slip runs in a real kernel: the call fails, the loop hints, the fix is the task's code."""
     # 40 drills: with 15, fewer than the kinds, `strongest` (which the corr-with slip needs) may be left out
     config = CollectConfig(out=tmp_path / "c", tasks="vega-cars/drill-*", drills=40, cache=dataset_cache)
@@ -203,12 +203,16 @@ def test_a_misused_call_is_fixed_from_the_hint(slip, dataset_cache, tmp_path):
     fix = steps[steps.index(failed) + 1]
     assert fix.execution.ok and right in fix.execution.code and wrong not in fix.execution.code
     # for training, the failing reply is context only; the fix and the rest are learnt
-    replies = [m for m in training_messages(result.trajectory, tmp_path / "run") if m["role"] == "assistant"]
+    messages = training_messages(result.trajectory, tmp_path / "run")
+    replies = [m for m in messages if m["role"] == "assistant"]
     assert [m.get("train", True) for m in replies] == [s is not failed for s in steps]
+    _marks_alike(messages, script("mix_training"))
     assert result.outcome.status == "report" and score_task(prepared, result.trajectory).correct
 
 
-def test_an_early_report_goes_back_to_the_answer_check_and_the_computation_follows(dataset_cache, tmp_path):
+def test_an_early_report_goes_back_to_the_answer_check_and_the_computation_follows(
+    dataset_cache, tmp_path, script
+):
     """The report mistake runs in a real loop: a report after the first look is sent back by the
     answer check, the next reply computes and prints the answers, and the final report is correct."""
     spec = next(s for s in load_suite() if s.split == "train")
@@ -224,5 +228,15 @@ def test_an_early_report_goes_back_to_the_answer_check_and_the_computation_follo
     assert after.execution.ok and all(f"{a.name} =" in after.execution.stdout for a in prepared.task.answers)
     assert result.outcome.status == "report" and score_task(prepared, result.trajectory).correct
     # for training, the early report is context only
-    replies = [m for m in training_messages(result.trajectory, tmp_path / "run") if m["role"] == "assistant"]
+    messages = training_messages(result.trajectory, tmp_path / "run")
+    replies = [m for m in messages if m["role"] == "assistant"]
     assert [m.get("train", True) for m in replies] == [s is not check for s in steps]
+    _marks_alike(messages, script("mix_training"))
+
+
+def _marks_alike(messages: list[dict], mix_training) -> None:
+    """scripts/mix_training.py, which marks older training sets from their text alone, marks the same
+    replies as collect does from the trajectory."""
+    bare = [{key: value for key, value in m.items() if key != "train"} for m in messages]
+    assert mix_training.untrain_failed(bare) == sum(m.get("train") is False for m in messages) > 0
+    assert bare == messages
