@@ -47,27 +47,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.resolve() in {folder.resolve() for folder in args.data}:
         sys.exit(f"error: --out {args.out} is one of the inputs; write the mix to a new folder")
 
-    lines: list[str] = []
+    examples: list[dict] = []
     sources = []
     for folder in args.data:
-        conversations = marked = 0
-        for line in (folder / "train.jsonl").read_text().splitlines():
-            if not line.strip():
-                continue
-            example = json.loads(line)
-            marked += untrain_failed(example["messages"])
-            lines.append(json.dumps(example, ensure_ascii=False))
-            conversations += 1
-        sources.append({"data": str(folder), "conversations": conversations, "newly_untrained": marked})
+        lines = [line for line in (folder / "train.jsonl").read_text().splitlines() if line.strip()]
+        taken = [json.loads(line) for line in lines]
+        marked = sum(untrain_failed(example["messages"]) for example in taken)
+        examples += taken
+        sources.append({"data": str(folder), "conversations": len(taken), "newly_untrained": marked})
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "train.jsonl").write_text("".join(line + "\n" for line in lines))
-    untrained = sum(
-        message.get("train") is False for line in lines for message in json.loads(line)["messages"]
+    (args.out / "train.jsonl").write_text(
+        "".join(json.dumps(example, ensure_ascii=False) + "\n" for example in examples)
     )
-    selection = {"sources": sources, "conversations": len(lines), "untrained_replies": untrained}
+    untrained = sum(m.get("train") is False for example in examples for m in example["messages"])
+    selection = {"sources": sources, "conversations": len(examples), "untrained_replies": untrained}
     (args.out / "selection.json").write_text(json.dumps(selection, indent=1) + "\n")
-    print(f"{len(lines)} conversations, {untrained} replies without loss -> {args.out / 'train.jsonl'}")
+    print(f"{len(examples)} conversations, {untrained} replies without loss -> {args.out / 'train.jsonl'}")
     return 0
 
 
