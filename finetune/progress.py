@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import resource
 import time
 from dataclasses import asdict, dataclass, field
@@ -44,11 +45,16 @@ class TrainingSummary:
 
 
 class ProgressPrinter(TrainerCallback):
-    """Prints each logged step and keeps the figures for ``train_summary.json``."""
+    """Prints each logged step and keeps the figures for ``train_summary.json``.
+
+    Stops the run at the first step whose loss or gradient norm is not finite: from there on every
+    weight the optimizer touches is NaN, and trl logs a loss of 0.0 that looks like convergence.
+    """
 
     def __init__(self, console: Any) -> None:
         self.console = console
         self.summary = TrainingSummary()
+        self.diverged: str | None = None  # what went non-finite, and at which step
         self._start = self._last_time = self._cpu_start = 0.0
         self._first_step = self._last_step = 0
         self._last_tokens = 0
@@ -80,6 +86,12 @@ class ProgressPrinter(TrainerCallback):
             f"step {entry.step}/{state.max_steps}  loss {entry.loss:.4f}  lr {entry.learning_rate:.2e}  "
             f"{entry.seconds_per_step:.1f} s/step  {entry.tokens_per_second:.0f} tok/s"
         )
+        for name in ("loss", "grad_norm"):
+            value = logs.get(name)
+            if value is not None and not math.isfinite(float(value)) and self.diverged is None:
+                self.diverged = f"the {name.replace('_', ' ')} is {value} at step {state.global_step}"
+                control.should_training_stop = True
+                self.console.print(f"[bold red]stopping[/]: {self.diverged}")
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         summary = self.summary

@@ -201,6 +201,21 @@ def test_resume_continues_from_the_last_checkpoint(tiny_dir, tmp_path):
     assert (out / "checkpoints" / "checkpoint-3").is_dir()
 
 
+def test_a_run_whose_gradients_turn_nan_stops_and_writes_no_adapter(tiny_dir, tmp_path):
+    # An absurd learning rate drives the weights to inf after the first update, so the next
+    # gradient norm is NaN, as padded batches did on a GPU (docs/TRAINING.md, v8). Left running,
+    # trl logs a loss of 0.0 for every later step and the adapter is NaN throughout.
+    data = write_data(tmp_path / "train.jsonl")
+    out = tmp_path / "nan"
+    argv = [str(data), "--base", str(tiny_dir), "--out", str(out), "--max-steps", "6", "--lr", "1e30"]
+    result = CliRunner().invoke(train_group, [*argv, "--set", "grad_accum=1", "--set", "warmup_ratio=0"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "training diverged: the grad norm is nan at step 2" in result.output
+    assert not (out / "adapter_model.safetensors").exists()
+    log = json.loads((out / "train_log.json").read_text())
+    assert [entry["step"] for entry in log if "grad_norm" in entry] == [1, 2]  # stopped where it broke
+
+
 def test_cli_trains_and_turns_user_mistakes_into_one_line_errors(tiny_dir, tmp_path):
     data = write_data(tmp_path / "train.jsonl", copies=2)
     out = tmp_path / "cli"
