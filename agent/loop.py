@@ -193,8 +193,10 @@ def _act(reply: Reply, turn: int, runner: _CodeRunner, history: list[Step], conf
     )
     if report is not None and (code is None or _code_only_inside(text, report)):
         if not runner.successes:
-            # A report before any cell ran cannot rest on the data: small models do this on turn 1.
-            return _nudge(step, history, prompts.NUDGE_PREMATURE_REPORT)
+            # A report before any cell ran cannot rest on the data: small models do this on turn 1,
+            # and after a run of failed cells, which "you have not run any code" would misdescribe.
+            nudge = prompts.NUDGE_REPORT_AFTER_ERRORS if runner.errors else prompts.NUDGE_PREMATURE_REPORT
+            return _nudge(step, history, nudge)
         unsupported = prompts.ungrounded_answers(report, runner.seen)
         left_out = prompts.left_out_answers(report, runner.asked)
         if (unsupported or left_out) and not runner.checked and not runner.stuck:

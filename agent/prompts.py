@@ -32,6 +32,11 @@ NUDGE_PREMATURE_REPORT = (
     "First write one ```python block that loads the file and prints what you need."
 )
 
+NUDGE_REPORT_AFTER_ERRORS = (
+    "Every cell you have run so far failed, so the report cannot be based on the data. "
+    "First fix the last error: write one ```python block that runs and prints what you need."
+)
+
 NUDGE_REPEATED_ERROR = (
     "The same code failed again with the same error. Try a different approach: check the column names "
     "with df.columns, or simplify the step."

@@ -179,6 +179,18 @@ def test_report_before_any_code_is_sent_back(tmp_path, small_csv):
     assert result.outcome.answers == {"cube_sum": str(CUBE_SUM)}
 
 
+def test_a_report_after_only_failed_cells_is_sent_back_as_such(tmp_path, small_csv):
+    # Seen with tuned v8 (fair/what-predicts-affairs): every cell failed on a misspelt column,
+    # and the nudge then claimed no code had run at all.
+    failing = "```python\nimport pandas as pd\ndf = pd.read_csv('shop.csv')\nprint(df['salez'].sum())\n```"
+    made_up = "## Final Report\n- Sales are growing.\n@cube_sum[1]"
+    result, backend = run(tmp_path, small_csv, [failing, made_up, CODE, REPORT])
+    assert [s.step_kind for s in result.trajectory.steps] == ["code", "nudge", "code", "report"]
+    note = backend.calls[2][-1].content
+    assert "Every cell you have run so far failed" in note and "not run any code" not in note
+    assert result.outcome.status == "report" and result.outcome.answers == {"cube_sum": str(CUBE_SUM)}
+
+
 def test_two_made_up_reports_end_the_run(tmp_path, small_csv):
     made_up = "## Final Report\n- Sales are growing."
     result, _ = run(tmp_path, small_csv, [made_up, made_up, CODE])
