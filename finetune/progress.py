@@ -88,7 +88,7 @@ class ProgressPrinter(TrainerCallback):
         )
         for name in ("loss", "grad_norm"):
             value = logs.get(name)
-            if value is not None and not math.isfinite(float(value)) and self.diverged is None:
+            if self.diverged is None and value is not None and not math.isfinite(float(value)):
                 self.diverged = f"the {name.replace('_', ' ')} is {value} at step {state.global_step}"
                 control.should_training_stop = True
                 self.console.print(f"[bold red]stopping[/]: {self.diverged}")

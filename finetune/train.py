@@ -280,8 +280,8 @@ def train(
     write_json(out / "data_stats.json", stats.to_dict())
     trainer, printer = build_trainer(model, tokenizer, examples, config, out)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    write_json(out / "train_log.json", trainer.state.log_history)
     if printer.diverged:
-        write_json(out / "train_log.json", trainer.state.log_history)
         raise TrainError(
             f"training diverged: {printer.diverged}; no {config.mode} model was written "
             f"(lower the learning rate; see {out / 'train_log.json'})"
@@ -289,5 +289,4 @@ def train(
     save_output(trainer, tokenizer, inference_template(original, template), out, base_model)
     summary = {**printer.summary.to_dict(), "torch_threads": torch.get_num_threads()}
     write_json(out / "train_summary.json", summary)
-    write_json(out / "train_log.json", trainer.state.log_history)
     return TrainResult(out=out, stats=stats, summary=summary)

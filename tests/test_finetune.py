@@ -203,7 +203,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_dir, tmp_path):
 
 def test_a_run_whose_gradients_turn_nan_stops_and_writes_no_adapter(tiny_dir, tmp_path):
     # An absurd learning rate drives the weights to inf after the first update, so the next
-    # gradient norm is NaN, as padded batches did on a GPU (docs/TRAINING.md, v8). Left running,
+    # gradient norm is NaN, as a batch-4 run did on a GPU (docs/TRAINING.md, v8). Left running,
     # trl logs a loss of 0.0 for every later step and the adapter is NaN throughout.
     data = write_data(tmp_path / "train.jsonl")
     out = tmp_path / "nan"
