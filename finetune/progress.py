@@ -91,6 +91,7 @@ class ProgressPrinter(TrainerCallback):
             if self.diverged is None and value is not None and not math.isfinite(float(value)):
                 self.diverged = f"the {name.replace('_', ' ')} is {value} at step {state.global_step}"
                 control.should_training_stop = True
+                control.should_save = False  # this step's weights may be NaN: no checkpoint to resume from
                 self.console.print(f"[bold red]stopping[/]: {self.diverged}")
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

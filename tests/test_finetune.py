@@ -208,12 +208,15 @@ def test_a_run_whose_gradients_turn_nan_stops_and_writes_no_adapter(tiny_dir, tm
     data = write_data(tmp_path / "train.jsonl")
     out = tmp_path / "nan"
     argv = [str(data), "--base", str(tiny_dir), "--out", str(out), "--max-steps", "6", "--lr", "1e30"]
-    result = CliRunner().invoke(train_group, [*argv, "--set", "grad_accum=1", "--set", "warmup_ratio=0"])
+    settings = ["--set", "grad_accum=1", "--set", "warmup_ratio=0", "--set", "save_steps=1"]
+    result = CliRunner().invoke(train_group, [*argv, *settings])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "training diverged: the grad norm is nan at step 2" in result.output
     assert not (out / "adapter_model.safetensors").exists()
     log = json.loads((out / "train_log.json").read_text())
     assert [entry["step"] for entry in log if "grad_norm" in entry] == [1, 2]  # stopped where it broke
+    # step 2 applied a NaN update: no checkpoint of it, so --resume cannot continue from NaN weights
+    assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-1"]
 
 
 def test_cli_trains_and_turns_user_mistakes_into_one_line_errors(tiny_dir, tmp_path):
