@@ -48,6 +48,13 @@ def main() -> None:
 @click.option("--max-new-tokens", default=512, show_default=True, type=click.IntRange(16, 8192))
 @click.option("--temperature", default=0.0, show_default=True, help="0 = greedy")
 @click.option("--seed", type=int, help="sampling seed")
+@click.option(
+    "--resample",
+    default=2,
+    show_default=True,
+    type=click.IntRange(0, 10),
+    help="when a reply resends a cell that already failed, draw up to N other replies (seeded sampling)",
+)
 @click.option("--quiet", is_flag=True, help="no progress output")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")
 def run(
@@ -62,6 +69,7 @@ def run(
     max_new_tokens,
     temperature,
     seed,
+    resample,
     quiet,
     as_json,
 ) -> None:
@@ -80,7 +88,11 @@ def run(
     generation = RunConfig().generation
     generation.max_new_tokens, generation.temperature, generation.seed = max_new_tokens, temperature, seed
     config = RunConfig(
-        max_turns=max_turns, time_budget_s=time_budget, cell_timeout_s=cell_timeout, generation=generation
+        max_turns=max_turns,
+        time_budget_s=time_budget,
+        cell_timeout_s=cell_timeout,
+        resample=resample,
+        generation=generation,
     )
     out_dir = out_dir or default_out_dir(question)
     raise_on_sigterm()

@@ -7,9 +7,10 @@ start) raise. The loop never prints: progress goes through ``LoopCallbacks``.
 
 from __future__ import annotations
 
+import ast
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -36,6 +37,14 @@ class RunConfig:
             "(or stop, if no cell has worked yet)"
         },
     )
+    resample: int = field(
+        default=2,
+        metadata={
+            "help": "when a reply sends again a cell that already failed, draw up to this many other "
+            "replies (sampled at resample_temperature, seeded by the turn) before running it; 0 = never"
+        },
+    )
+    resample_temperature: float = field(default=0.7, metadata={"help": "temperature of those draws"})
     generation: GenerationConfig = field(
         default_factory=lambda: GenerationConfig(
             stop=[prompts.CODE_STOP, "\nOutput:\n```"], max_line_repeats=4
@@ -73,6 +82,7 @@ class _CodeRunner:
         self.tables = tables or {}
         self.failures: Counter[tuple[str, str]] = Counter()
         self.outputs: dict[str, tuple[int, str]] = {}  # cell -> (turn it last ran, its output)
+        self.failed_cells: set[str] = set()  # every cell that raised, as cell_key() writes it
         self.errors = 0
         self.successes = 0
         self.seen: list[str] = []  # every output so far, to check the report's answers against
@@ -92,6 +102,7 @@ class _CodeRunner:
                 observation += "\n" + prompts.NOTE_SAME_CELL.format(turn=earlier[0])
             return result, observation
         self.errors += 1
+        self.failed_cells.add(cell_key(code))
         failure = (key, _failure_kind(result))
         self.failures[failure] += 1
         hint = error_hint(result.error, self.tables) if result.error is not None else None
@@ -101,9 +112,21 @@ class _CodeRunner:
             observation += "\n" + prompts.NUDGE_REPEATED_ERROR
         return result, observation
 
+    def failed_before(self, code: str | None) -> bool:
+        """Whether ``code`` is a cell that already raised (comments and layout aside)."""
+        return code is not None and cell_key(code) in self.failed_cells
+
     @property
     def stuck(self) -> bool:
         return max(self.failures.values(), default=0) >= self.config.repeat_error_limit
+
+
+def cell_key(code: str) -> str:
+    """A cell without its comments and layout, so that a resent cell is known when only those differ."""
+    try:
+        return ast.unparse(ast.parse(code))
+    except (SyntaxError, ValueError):
+        return code.strip()
 
 
 def _failure_kind(result: ExecutionResult) -> str:
@@ -137,8 +160,9 @@ def run_loop(
         if time.monotonic() - started > config.time_budget_s:
             status = "time_budget"
             break
-        reply = _generate(backend, messages, config, callbacks, turn)
+        reply, redrawn = _generate(backend, messages, config, callbacks, turn, runner)
         step = _act(reply, turn, runner, writer.trajectory.steps, config, callbacks)
+        step.redrawn = redrawn
         stop = None if step.step_kind == "report" else _stop_reason(step, runner)
         if wrap_up_turn is not None and step.step_kind != "report":
             stop = stop or "repeated_error"  # asked for the report, got something else
@@ -162,19 +186,43 @@ def run_loop(
     return outcome
 
 
-def _generate(backend: Backend, messages, config: RunConfig, callbacks: LoopCallbacks, turn: int) -> Reply:
+def _generate(
+    backend: Backend, messages, config: RunConfig, callbacks: LoopCallbacks, turn: int, runner: _CodeRunner
+) -> tuple[Reply, int]:
+    """The turn's reply, and how many other replies were drawn because it resent a failed cell.
+
+    Greedy decoding is deterministic: a small model that resends a failing cell once will resend it
+    every time it sees the same conversation, whatever the hint says. Sampling a few other replies
+    (seeded, so a run can be repeated) gives it a way out; the totals of every draw are kept.
+    """
     callbacks.on_generate(turn)
+    reply = _draw(backend, messages, config.generation)
+    redrawn = 0
+    limit = 0 if getattr(backend, "fixed_replies", False) else config.resample
+    while redrawn < limit and runner.failed_before(prompts.extract_code(reply.text)):
+        redrawn += 1
+        seed = (config.generation.seed or 0) * 10_000 + turn * 10 + redrawn
+        generation = replace(config.generation, temperature=config.resample_temperature, seed=seed)
+        again = _draw(backend, messages, generation)
+        again.seconds += reply.seconds
+        again.prompt_tokens += reply.prompt_tokens
+        again.completion_tokens += reply.completion_tokens
+        reply = again
+    callbacks.on_reply(turn, reply)
+    return reply, redrawn
+
+
+def _draw(backend: Backend, messages, generation: GenerationConfig) -> Reply:
     started = time.monotonic()
-    reply = backend.generate(messages, config.generation)
+    reply = backend.generate(messages, generation)
     # backends without a token loop (a server, a script) return whole replies: cut them here too
-    cut = repetition_cut(reply.text, config.generation.max_line_repeats)
+    cut = repetition_cut(reply.text, generation.max_line_repeats)
     if cut is not None:
         reply.text, reply.finish_reason = reply.text[:cut], "repetition"
     if reply.finish_reason in ("stop", "repetition"):
         reply.text = prompts.close_fence(reply.text)
     if not reply.seconds:
         reply.seconds = time.monotonic() - started
-    callbacks.on_reply(turn, reply)
     return reply
 
 

@@ -87,6 +87,10 @@ class Step(BaseModel):
     execution_seconds: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    redrawn: int = Field(
+        0,
+        description="other replies drawn because the first resent a cell that had failed (RunConfig.resample)",
+    )
 
 
 class Outcome(BaseModel):

@@ -90,6 +90,13 @@ def list_command(cache: Path | None) -> None:
 )
 @click.option("--max-turns", type=click.IntRange(1, 200), help="override every task's turn limit")
 @click.option("--time-budget", type=click.FloatRange(1), help="override every task's time budget (s)")
+@click.option(
+    "--resample",
+    default=2,
+    show_default=True,
+    type=click.IntRange(0, 10),
+    help="as for `analyst run`: other replies drawn when a reply resends a failed cell",
+)
 @click.option("--cache", type=click.Path(path_type=Path), help=CACHE_HELP)
 @click.option("--out", type=click.Path(path_type=Path), help="output folder; re-running resumes")
 @click.pass_context
@@ -144,7 +151,8 @@ def _run_eval(out: Path, pattern: str, model: str, backend: str, base_url: str |
     raise_on_sigterm()  # a terminated eval records its current task as interrupted, like Ctrl-C
     console = Console()
     console.print(f"{len(tasks)} tasks, {config.workers} worker(s), results in {out}")
-    results = run_eval(tasks, config, backends, RunConfig(), on_result=lambda r: _progress(console, r))
+    base = RunConfig(resample=options["resample"])
+    results = run_eval(tasks, config, backends, base, on_result=lambda r: _progress(console, r))
     info = {
         "split": config.split,
         "tasks_glob": pattern,
@@ -153,6 +161,7 @@ def _run_eval(out: Path, pattern: str, model: str, backend: str, base_url: str |
         "backend": backend,
         "model_id": results[0].model if results else "",
         "workers": config.workers,
+        "resample": base.resample,
     }
     print_summary(write_summary(out, results, info), console)
     if any(r.status == "interrupted" for r in results):

@@ -60,6 +60,7 @@ class ExpertBackend(OpenAnalysis):
     """A scripted-by-rules analyst for one task; ``seed`` varies phrasing, charts and mistakes."""
 
     name = "expert"
+    fixed_replies = True  # its rules decide the reply: the loop never redraws (agent/loop.py)
 
     def __init__(self, task: Any, seed: int = 0):
         self.task = task

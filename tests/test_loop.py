@@ -211,3 +211,53 @@ def test_the_answer_check_happens_once_then_the_report_stands(tmp_path, small_cs
     result, _ = run(tmp_path, small_csv, [CODE, miscopied, miscopied, CODE])
     assert [s.step_kind for s in result.trajectory.steps] == ["code", "check", "report"]
     assert result.outcome.status == "report" and result.outcome.answers == {"cube_sum": "41.5"}
+
+
+class GreedyRepeater:
+    """Greedy: the failing cell every time, as a small model resends it. Sampled: the working cell."""
+
+    name, model_id = "repeater", "repeater"
+
+    def __init__(self):
+        self.configs = []
+
+    def generate(self, messages, config):
+        from agent.backends.base import Reply
+
+        self.configs.append(config)
+        if any(m.role == "user" and f"cube sum {CUBE_SUM}" in m.content for m in messages):
+            text = REPORT  # the working cell has run
+        elif config.temperature > 0 and len(self.configs) > 3:
+            text = CODE  # only the second sampled draw finds the fix
+        else:
+            text = "```python\n# the sum of cubes\nprint(df_missing.sales.sum())\n```"
+        return Reply(text=text, prompt_tokens=10, completion_tokens=5, seconds=0.5)
+
+
+def test_a_resent_failed_cell_is_redrawn_with_seeded_sampling(tmp_path, small_csv):
+    backend = GreedyRepeater()
+    config = RunConfig(resample=2, resample_temperature=0.7)
+    result = analyze([small_csv], "What is the cube sum of sales?", tmp_path / "run", backend, config)
+    steps = result.trajectory.steps
+    assert result.outcome.status == "report" and [s.step_kind for s in steps] == ["code", "code", "report"]
+    # turn 2: greedy resent the failed cell (only a comment differs in the redraws' check), so two
+    # more replies were drawn at the resample temperature, seeded by turn and draw; the second ran
+    assert [(c.temperature, c.seed) for c in backend.configs] == [
+        (0.0, None),
+        (0.0, None),
+        (0.7, 21),
+        (0.7, 22),
+        (0.0, None),
+    ]
+    assert [s.redrawn for s in steps] == [0, 2, 0]
+    assert "cube sum" in steps[1].observation and steps[1].execution.ok
+    assert steps[1].completion_tokens == 15 and steps[1].generation_seconds == 1.5  # all three draws
+    assert read_trajectory(result.files["trajectory"]).steps[1].redrawn == 2
+
+
+def test_without_resampling_the_resent_cell_runs_again(tmp_path, small_csv):
+    backend = GreedyRepeater()
+    config = RunConfig(resample=0, repeat_error_limit=2)
+    result = analyze([small_csv], "What is the cube sum of sales?", tmp_path / "run", backend, config)
+    assert result.outcome.status == "repeated_error" and result.outcome.errors == 2
+    assert all(c.temperature == 0.0 for c in backend.configs)

@@ -42,6 +42,9 @@ class BackendError(RuntimeError):
 
 @runtime_checkable
 class Backend(Protocol):
+    """A model behind one method. A backend whose replies do not depend on the sampling settings (a
+    script, the rule-based expert) sets ``fixed_replies = True``, and the loop never redraws from it."""
+
     name: str
     model_id: str
 

@@ -14,6 +14,7 @@ class ScriptedBackend:
     """Pops queued replies in order; a queued callable computes its reply from the messages."""
 
     name = "scripted"
+    fixed_replies = True  # the next reply is the script's, however it is asked: the loop never redraws
 
     def __init__(self, replies: Iterable[str | ReplyFn] = (), model_id: str = "scripted"):
         self.model_id = model_id
