@@ -261,3 +261,12 @@ def test_without_resampling_the_resent_cell_runs_again(tmp_path, small_csv):
     result = analyze([small_csv], "What is the cube sum of sales?", tmp_path / "run", backend, config)
     assert result.outcome.status == "repeated_error" and result.outcome.errors == 2
     assert all(c.temperature == 0.0 for c in backend.configs)
+
+
+def test_cell_key_ignores_comments_and_layout_only():
+    from agent.loop import cell_key
+
+    cell = "x = df['a'].mean()\nprint(x)"
+    assert cell_key("# the mean\nx = df['a'].mean()   # a\n\nprint( x )\n") == cell_key(cell)
+    assert cell_key("x = df['b'].mean()\nprint(x)") != cell_key(cell)
+    assert cell_key("print(x\n") == "print(x"  # not Python: compared as written, less the ends
