@@ -53,7 +53,8 @@ def main() -> None:
     default=2,
     show_default=True,
     type=click.IntRange(0, 10),
-    help="when a reply resends a cell that already failed, draw up to N other replies (seeded sampling)",
+    help="when a reply resends a failure (a cell that failed, or its failing line with nothing new above "
+    "it), draw up to N other replies (seeded sampling)",
 )
 @click.option("--quiet", is_flag=True, help="no progress output")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")

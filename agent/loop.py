@@ -8,6 +8,7 @@ start) raise. The loop never prints: progress goes through ``LoopCallbacks``.
 from __future__ import annotations
 
 import ast
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -40,8 +41,8 @@ class RunConfig:
     resample: int = field(
         default=2,
         metadata={
-            "help": "when a reply sends again a cell that already failed, draw up to this many other "
-            "replies (sampled at resample_temperature, seeded by the turn) before running it; 0 = never"
+            "help": "when a reply resends a failure (_CodeRunner.failed_before), draw up to this many "
+            "other replies (sampled at resample_temperature, seeded by the turn) before running it; 0 = never"
         },
     )
     resample_temperature: float = field(default=0.7, metadata={"help": "temperature of those draws"})
@@ -83,6 +84,8 @@ class _CodeRunner:
         self.failures: Counter[tuple[str, str]] = Counter()
         self.outputs: dict[str, tuple[int, str]] = {}  # cell -> (turn it last ran, its output)
         self.failed_cells: set[str] = set()  # every cell that raised, as cell_key() writes it
+        self.failed_lines: set[str] = set()  # the line each of those raised on (code_lines form)
+        self.ran_lines: set[str] = set()  # every line of every cell run so far
         self.errors = 0
         self.successes = 0
         self.seen: list[str] = []  # every output so far, to check the report's answers against
@@ -91,6 +94,7 @@ class _CodeRunner:
 
     def run(self, code: str, turn: int) -> tuple[ExecutionResult, str]:
         result = self.sandbox.execute(code, timeout=self.config.cell_timeout_s)
+        self.ran_lines.update(code_lines(code))
         observation = result.observation(self.config.observation_chars)
         self.seen.append(observation)
         key = code.strip()
@@ -103,18 +107,33 @@ class _CodeRunner:
             return result, observation
         self.errors += 1
         self.failed_cells.add(cell_key(code))
+        if result.error is not None and (line := failing_line(code, result.error.traceback)):
+            self.failed_lines.add(line)
         failure = (key, _failure_kind(result))
         self.failures[failure] += 1
         hint = error_hint(result.error, self.tables) if result.error is not None else None
         if hint:
             observation += "\n" + hint
         if 2 <= self.failures[failure] < self.config.repeat_error_limit:
-            observation += "\n" + prompts.NUDGE_REPEATED_ERROR
+            key_error = result.error is not None and result.error.ename == "KeyError"
+            observation += "\n" + (
+                prompts.NUDGE_REPEATED_KEY_ERROR if key_error else prompts.NUDGE_REPEATED_ERROR
+            )
         return result, observation
 
     def failed_before(self, code: str | None) -> bool:
-        """Whether ``code`` is a cell that already raised (comments and layout aside)."""
-        return code is not None and cell_key(code) in self.failed_cells
+        """Whether ``code`` resends a failure: a cell that already raised (comments and layout aside),
+        or one that reaches a line that raised before with nothing above it that has not run before
+        (the failing lines cut out of their cell, behind the same imports: it fails the same way)."""
+        if code is None:
+            return False
+        if cell_key(code) in self.failed_cells:
+            return True
+        lines = code_lines(code)
+        for i, line in enumerate(lines):
+            if line in self.failed_lines:
+                return all(earlier in self.ran_lines for earlier in lines[:i])
+        return False
 
     @property
     def stuck(self) -> bool:
@@ -127,6 +146,26 @@ def cell_key(code: str) -> str:
         return ast.unparse(ast.parse(code))
     except (SyntaxError, ValueError):
         return code.strip()
+
+
+def code_lines(code: str) -> list[str]:
+    """A cell's lines, stripped, without blank and comment-only lines."""
+    return [s for line in code.splitlines() if (s := line.strip()) and not s.startswith("#")]
+
+
+_CELL_FRAME = re.compile(r"^\s*Cell In\[(\d+)\], line (\d+)", re.MULTILINE)
+
+
+def failing_line(code: str, traceback: str) -> str | None:
+    """The line of ``code`` an error was raised on (its innermost frame in this cell), stripped."""
+    frames = _CELL_FRAME.findall(traceback)
+    if not frames:
+        return None
+    cell = frames[0][0]  # the outermost frame is the cell that ran; later ones may be earlier cells'
+    number = int([line for c, line in frames if c == cell][-1])
+    lines = code.splitlines()
+    line = lines[number - 1].strip() if 1 <= number <= len(lines) else ""
+    return line if line and not line.startswith("#") else None
 
 
 def _failure_kind(result: ExecutionResult) -> str:

@@ -37,9 +37,16 @@ NUDGE_REPORT_AFTER_ERRORS = (
     "First fix the last error: write one ```python block that runs and prints what you need."
 )
 
-NUDGE_REPEATED_ERROR = (
+NUDGE_REPEATED_KEY_ERROR = (
     "The same code failed again with the same error. Try a different approach: check the column names "
     "with df.columns, or simplify the step."
+)
+
+# Any other error: pointing at df.columns there sent small models into printing the columns again and
+# again (an AssertionError from .loc on a grouped result, seen with tuned v3 on caschool).
+NUDGE_REPEATED_ERROR = (
+    "The same code failed again with the same error. Do not send it again: change the line the error "
+    "points at, or get the answer a simpler way."
 )
 
 NOTE_SAME_CELL = (

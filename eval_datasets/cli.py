@@ -95,7 +95,7 @@ def list_command(cache: Path | None) -> None:
     default=2,
     show_default=True,
     type=click.IntRange(0, 10),
-    help="as for `analyst run`: other replies drawn when a reply resends a failed cell",
+    help="as for `analyst run`: other replies drawn when a reply resends a failure",
 )
 @click.option("--cache", type=click.Path(path_type=Path), help=CACHE_HELP)
 @click.option("--out", type=click.Path(path_type=Path), help="output folder; re-running resumes")

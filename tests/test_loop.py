@@ -47,6 +47,12 @@ def test_same_failing_cell_stops_early(tmp_path, small_csv):
     assert result.outcome.status == "repeated_error"
     assert result.outcome.turns == 3 and result.outcome.errors == 3
     assert "NameError" in result.trajectory.steps[0].observation
+    # the second failure gets a note; df.columns is suggested only for a KeyError
+    assert "change the line the error points at" in result.trajectory.steps[1].observation
+    assert "df.columns" not in result.trajectory.steps[1].observation
+    missing = "```python\nimport pandas as pd\nprint(pd.read_csv('shop.csv')['salez'].sum())\n```"
+    result, _ = run(tmp_path / "key", small_csv, [missing] * 3, repeat_error_limit=3)
+    assert "check the column names with df.columns" in result.trajectory.steps[1].observation
 
 
 LOOK = "```python\nimport pandas as pd\ndf = pd.read_csv('shop.csv')\nprint(list(df.columns))\n```"
@@ -270,3 +276,51 @@ def test_cell_key_ignores_comments_and_layout_only():
     assert cell_key("# the mean\nx = df['a'].mean()   # a\n\nprint( x )\n") == cell_key(cell)
     assert cell_key("x = df['b'].mean()\nprint(x)") != cell_key(cell)
     assert cell_key("print(x\n") == "print(x"  # not Python: compared as written, less the ends
+
+
+class ScriptedBySampling:
+    """Greedy replies and sampled replies from two queues, to see which the loop asked for."""
+
+    name, model_id = "two-queues", "two-queues"
+
+    def __init__(self, greedy, sampled):
+        self.greedy, self.sampled = list(greedy), list(sampled)
+
+    def generate(self, messages, config):
+        from agent.backends.base import Reply
+
+        text = (self.sampled if config.temperature > 0 else self.greedy).pop(0)
+        return Reply(text=text, prompt_tokens=1, completion_tokens=1)
+
+
+def cell(*lines):
+    return "```python\n" + "\n".join(lines) + "\n```"
+
+
+def test_failing_lines_cut_out_of_their_cell_count_as_a_resend(tmp_path, small_csv):
+    load = ["import pandas as pd", "df = pd.read_csv('shop.csv')"]
+    means, bad = "means = df.mean(numeric_only=True)", "print(means.loc['nope', 'sales'])"
+    greedy = [cell(*load, means, bad), cell("# again", means, bad), "## Final Report\n- Sales are listed."]
+    backend = ScriptedBySampling(greedy, sampled=[CODE])
+    result = analyze([small_csv], "List the sales", tmp_path / "run", backend, RunConfig(resample=1))
+    steps = result.trajectory.steps
+    assert not steps[0].execution.ok and steps[1].redrawn == 1 and steps[1].execution.ok
+    assert "cube sum" in steps[1].execution.stdout
+
+
+def test_a_fix_above_the_failing_line_is_run_not_redrawn(tmp_path, small_csv):
+    greedy = [cell("print(total)"), cell("total = 5", "print(total)"), "## Final Report\n- The total is 5."]
+    backend = ScriptedBySampling(greedy, sampled=[])
+    result = analyze([small_csv], "What is the total?", tmp_path / "run", backend, RunConfig(resample=2))
+    steps = result.trajectory.steps
+    assert [s.redrawn for s in steps] == [0, 0, 0] and steps[1].execution.stdout.strip() == "5"
+    assert result.outcome.status == "report"
+
+
+def test_failing_line_is_taken_from_the_cell_that_ran():
+    from agent.loop import failing_line
+
+    code = "x = 1\ny = f(x)\nprint(y)"
+    traceback = "Traceback\n\n  Cell In[7], line 2\n    y = f(x)\n\n  Cell In[3], line 5, in f\n    return z\n\nNameError"
+    assert failing_line(code, traceback) == "y = f(x)"
+    assert failing_line(code, "  Cell In[7], line 9\n") is None and failing_line(code, "no frame") is None
