@@ -148,9 +148,16 @@ def cell_key(code: str) -> str:
         return code.strip()
 
 
+def _statement_line(line: str) -> str | None:
+    """A line stripped, or None for a blank or comment-only one: the one rule by which ``code_lines``
+    and ``failing_line`` read lines, so a failing line is found among a later cell's lines."""
+    stripped = line.strip()
+    return stripped if stripped and not stripped.startswith("#") else None
+
+
 def code_lines(code: str) -> list[str]:
     """A cell's lines, stripped, without blank and comment-only lines."""
-    return [s for line in code.splitlines() if (s := line.strip()) and not s.startswith("#")]
+    return [s for line in code.splitlines() if (s := _statement_line(line))]
 
 
 _CELL_FRAME = re.compile(r"^\s*Cell In\[(\d+)\], line (\d+)", re.MULTILINE)
@@ -164,8 +171,7 @@ def failing_line(code: str, traceback: str) -> str | None:
     cell = frames[0][0]  # the outermost frame is the cell that ran; later ones may be earlier cells'
     number = int([line for c, line in frames if c == cell][-1])
     lines = code.splitlines()
-    line = lines[number - 1].strip() if 1 <= number <= len(lines) else ""
-    return line if line and not line.startswith("#") else None
+    return _statement_line(lines[number - 1]) if 1 <= number <= len(lines) else None
 
 
 def _failure_kind(result: ExecutionResult) -> str:
