@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from agent.options import resample_option
+
 EXIT_NO_REPORT = 3
 EXIT_INTERRUPTED = 130
 
@@ -48,14 +50,7 @@ def main() -> None:
 @click.option("--max-new-tokens", default=512, show_default=True, type=click.IntRange(16, 8192))
 @click.option("--temperature", default=0.0, show_default=True, help="0 = greedy")
 @click.option("--seed", type=int, help="sampling seed")
-@click.option(
-    "--resample",
-    default=2,
-    show_default=True,
-    type=click.IntRange(0, 10),
-    help="when a reply resends a failure (a cell that failed, or its failing line with nothing new above "
-    "it), draw up to N other replies (seeded sampling)",
-)
+@resample_option
 @click.option("--quiet", is_flag=True, help="no progress output")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")
 def run(

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from agent.options import resample_option
+
 CACHE_HELP = "dataset cache [default: $ANALYST_CACHE/datasets or ~/.cache/analyst/datasets]"
 
 
@@ -90,13 +92,7 @@ def list_command(cache: Path | None) -> None:
 )
 @click.option("--max-turns", type=click.IntRange(1, 200), help="override every task's turn limit")
 @click.option("--time-budget", type=click.FloatRange(1), help="override every task's time budget (s)")
-@click.option(
-    "--resample",
-    default=2,
-    show_default=True,
-    type=click.IntRange(0, 10),
-    help="as for `analyst run`: other replies drawn when a reply resends a failure",
-)
+@resample_option
 @click.option("--cache", type=click.Path(path_type=Path), help=CACHE_HELP)
 @click.option("--out", type=click.Path(path_type=Path), help="output folder; re-running resumes")
 @click.pass_context
