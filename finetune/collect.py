@@ -47,6 +47,10 @@ class CollectConfig:
     drills: int = field(
         default=0, metadata={"help": "generated questions added per dataset (finetune.drills)"}
     )
+    wide: int = field(
+        default=0,
+        metadata={"help": "tables outside the suite (Rdatasets) drilled too, --drills questions each"},
+    )
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature of a model teacher"})
     max_turns: int = field(default=12, metadata={"help": "turn limit per run"})
     overwrite: bool = field(default=False, metadata={"help": "replace a dataset already in --out"})
@@ -99,6 +103,13 @@ def select_tasks(config: CollectConfig) -> list[Any]:
 
             prepared += prepared_drills(spec, prepared[0].csv_path, config.drills)
         chosen += [p for p in prepared if fnmatch.fnmatch(p.task.id, config.tasks)]
+    if config.wide:
+        from finetune.wide import prepared_wide
+
+        if not config.drills:
+            raise CollectError("--wide drills other tables: give --drills N questions per table too")
+        wide = prepared_wide(config.wide, config.drills, cache, load_suite())
+        chosen += [p for p in wide if fnmatch.fnmatch(p.task.id, config.tasks)]
     if not chosen:
         raise CollectError(f"no train task matches {config.tasks!r}")
     return [assert_train(p) for p in chosen]

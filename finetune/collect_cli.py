@@ -36,6 +36,13 @@ TEACHERS = ["expert", "openai", "llamacpp", "transformers", "auto"]
     type=click.IntRange(0, 50),
     help="generated questions added per dataset (group means, shares, correlations, ...)",
 )
+@click.option(
+    "--wide",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 500),
+    help="also drill this many tables from outside the suite (needs --drills; held-out copies refused)",
+)
 @click.option("--temperature", default=0.7, show_default=True, help="sampling temperature of a model teacher")
 @click.option("--max-turns", default=12, show_default=True, type=click.IntRange(1, 200))
 @click.option("--overwrite", is_flag=True, help="replace a dataset already in --out")

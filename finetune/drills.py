@@ -11,7 +11,8 @@ common value, a percentage under a numeric condition, a median and the rows abov
 a least-squares line (slope, intercept, R-squared), and the accuracy of a one-threshold rule. Each drill is an ordinary ``Task`` with reference code; its expected answers are computed
 by the same reference runner as the task files', so collect verifies drill runs exactly like the rest.
 
-Only train-split datasets are drilled; ``collect`` refuses anything else before this module is used.
+Only train-split datasets and tables outside the suite (``finetune.wide``) are drilled; ``collect``
+refuses anything else before this module is used.
 """
 
 from __future__ import annotations
@@ -21,15 +22,24 @@ import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 
 from agent.preview import is_text
 from eval_datasets.prepare import PreparedTask, reference_job, run_references
-from eval_datasets.schema import Answer, DatasetSpec, Task
+from eval_datasets.schema import Answer, Task
 
 ID_WORDS = re.compile(r"(^|_)(id|rownames|index|unnamed.*)$", re.IGNORECASE)
 Drill = tuple[str, str, list[Answer], str]  # slug, question, answers, computation (after the read)
+
+
+class Table(Protocol):
+    """What drills need of a dataset: a suite ``DatasetSpec`` or a ``finetune.wide.WideTable``."""
+
+    name: str
+    csv: str
+    split: str
 
 
 class Columns:
@@ -523,7 +533,7 @@ KINDS: list[Callable[[Columns, random.Random], Drill | None]] = [
 ]
 
 
-def drill_tasks(spec: DatasetSpec, frame: pd.DataFrame, count: int, seed: int = 0) -> list[Task]:
+def drill_tasks(spec: Table, frame: pd.DataFrame, count: int, seed: int = 0) -> list[Task]:
     """Up to ``count`` distinct drills for one dataset, the kinds taking turns: every kind the columns
     allow once (in a seeded random order) before any kind twice, and so on."""
     rng = random.Random(f"{spec.name}:{seed}")
@@ -557,7 +567,7 @@ def drill_tasks(spec: DatasetSpec, frame: pd.DataFrame, count: int, seed: int = 
     return list(tasks.values())
 
 
-def prepared_drills(spec: DatasetSpec, csv_path: Path, count: int, seed: int = 0) -> list[PreparedTask]:
+def prepared_drills(spec: Table, csv_path: Path, count: int, seed: int = 0) -> list[PreparedTask]:
     """Drills with their expected answers; a drill whose answer is not a finite value is left out."""
     tasks = drill_tasks(spec, pd.read_csv(csv_path), count, seed)
     jobs = [reference_job(task, csv_path.parent) for task in tasks]
