@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,40 @@ def prepare_out(out: Path, resume: bool) -> Path | None:
     if any((out / name).exists() for name in _OUTPUT_MARKERS) or checkpoints:
         raise TrainError(f"{out} already holds a training run; pass --resume or choose another --out")
     return None
+
+
+# CPU flags of bf16 matrix instructions: x86's avx512_bf16 and amx_bf16, Arm's bf16 (its "Features")
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether the CPU has bf16 matrix instructions; None where the system does not say (not Linux)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return None
+    words: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            words.update(value.split())
+    return bool(words & BF16_CPU_FLAGS) if words else None
+
+
+def bf16_fallback(config: TrainConfig, cuda: bool, has_bf16: bool | None) -> tuple[TrainConfig, str | None]:
+    """fp32 instead of bf16 autocast on a CPU without bf16 instructions, and the note that says so.
+
+    There torch emulates bf16: on a 2-core AMD EPYC with AVX2 only, a bf16 matrix product took 19
+    times as long as the fp32 one, and a recipe with ``bf16: true`` did not finish one step in 45
+    minutes. The shipped recipes ask for bf16 (they were made on a CPU with AMX); fp32 keeps them usable.
+    """
+    if not config.bf16 or cuda or has_bf16 is not False:
+        return config, None
+    note = (
+        "bf16 was asked for, but this CPU has no bf16 instructions (avx512_bf16, amx_bf16), where "
+        "bf16 runs many times slower than fp32: training in fp32"
+    )
+    return dataclasses.replace(config, bf16=False), note
 
 
 def load_model(hf_dir: Path, config: TrainConfig) -> tuple[Any, Any]:
@@ -262,6 +297,9 @@ def train(
     base_model = resolve_base(base)
     if config.threads > 0:
         torch.set_num_threads(config.threads)
+    config, bf16_note = bf16_fallback(config, torch.cuda.is_available(), cpu_has_bf16())
+    if bf16_note:
+        print(f"note: {bf16_note}", file=sys.stderr, flush=True)
     set_seed(config.seed)
     model, tokenizer = load_model(base_model.hf_dir, config)
     original = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None
@@ -273,6 +311,8 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     resolved = {**config.to_dict(), "learning_rate": config.resolved_learning_rate()}
     record = {"base": base_model.spec, "config": resolved, "versions": _versions()}
+    if bf16_note:
+        record["bf16_fallback"] = bf16_note
     if config.mode == "lora" and config.init_adapter:
         record.update(init_adapter_record(Path(config.init_adapter)))
         resolved["lora_targets"] = record["init_adapter"]["target_modules"]  # its own, not the defaults

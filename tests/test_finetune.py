@@ -10,10 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from agent.records import file_sha256
+from finetune import train as train_module
 from finetune.cli import train_group
 from finetune.config import ConfigError, TrainConfig, load_config
 from finetune.templates import has_markers, shipped_template, strip_markers, training_template
-from finetune.train import TrainError, build_trainer, train
+from finetune.train import TrainError, bf16_fallback, build_trainer, cpu_has_bf16, train
 from tests.test_finetune_tiny import CONVERSATION, build_tokenizer, qwen_template, tiny_dir, write_data
 
 __all__ = ["tiny_dir"]  # the module-scoped fixture, shared with test_export
@@ -121,6 +122,44 @@ def test_two_lora_steps_log_a_loss_change_the_adapter_and_load_for_inference(tin
         stats["examples"] == 4 and stats["truncated"] == 0 and 0 < stats["trained_tokens"] < stats["tokens"]
     )
     assert json.loads((out / "train_config.json").read_text())["config"]["learning_rate"] == 2e-4
+
+
+CPUINFO = {
+    "xeon-amx": "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n",
+    "epyc-avx2": "processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma\nprocessor\t: 1\nflags\t\t: fpu avx2\n",
+    "arm-bf16": "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n",
+    "arm-plain": "processor\t: 0\nFeatures\t: fp asimd\n",
+    "no-flags": "processor\t: 0\n",
+}
+
+
+@pytest.mark.parametrize(
+    "cpu, expected",
+    [("xeon-amx", True), ("epyc-avx2", False), ("arm-bf16", True), ("arm-plain", False), ("no-flags", None)],
+)
+def test_bf16_instructions_are_read_from_cpuinfo(tmp_path, cpu, expected):
+    (tmp_path / "cpuinfo").write_text(CPUINFO[cpu])
+    assert cpu_has_bf16(tmp_path / "cpuinfo") is expected
+    assert cpu_has_bf16(tmp_path / "missing") is None  # not Linux: nothing to go by
+
+
+def test_bf16_falls_back_to_fp32_only_on_a_cpu_known_to_lack_it():
+    asked = quick(bf16=True)
+    config, note = bf16_fallback(asked, cuda=False, has_bf16=False)
+    assert config.bf16 is False and "no bf16 instructions" in note
+    for cuda, has in [(True, False), (False, True), (False, None)]:
+        assert bf16_fallback(asked, cuda=cuda, has_bf16=has) == (asked, None)
+    plain = quick(bf16=False)
+    assert bf16_fallback(plain, cuda=False, has_bf16=False) == (plain, None)
+
+
+def test_training_on_a_cpu_without_bf16_runs_in_fp32_and_says_so(tiny_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_module, "cpu_has_bf16", lambda: False)
+    data = write_data(tmp_path / "train.jsonl")
+    train([data], str(tiny_dir), tmp_path / "out", quick(bf16=True, max_steps=1, lora_rank=4, lora_alpha=8))
+    record = json.loads((tmp_path / "out" / "train_config.json").read_text())
+    assert record["config"]["bf16"] is False and "no bf16 instructions" in record["bf16_fallback"]
+    assert "note: bf16 was asked for" in capsys.readouterr().err
 
 
 def test_two_full_steps_change_the_weights(tiny_dir, tmp_path):
