@@ -91,6 +91,8 @@ def select_tasks(config: CollectConfig) -> list[Any]:
             f"collect reads only the train split (got {config.split!r}): "
             "held-out tasks must never become training data"
         )
+    if config.wide and not config.drills:
+        raise CollectError("--wide drills other tables: give --drills N questions per table too")
     specs = [spec for spec in load_suite() if spec.split == TRAIN_SPLIT]
     cache = config.cache or default_cache()
     chosen = []
@@ -106,8 +108,6 @@ def select_tasks(config: CollectConfig) -> list[Any]:
     if config.wide:
         from finetune.wide import prepared_wide
 
-        if not config.drills:
-            raise CollectError("--wide drills other tables: give --drills N questions per table too")
         wide = prepared_wide(config.wide, config.drills, cache, load_suite())
         chosen += [p for p in wide if fnmatch.fnmatch(p.task.id, config.tasks)]
     if not chosen:
