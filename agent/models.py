@@ -165,7 +165,7 @@ def resolve_model(spec: str | os.PathLike[str] | None = None) -> ResolvedModel:
         return tuned
     path = Path(text).expanduser()
     if not path.exists():
-        raise ModelError(f"no such model: {text} (expected default, base, a .gguf file, or a model dir)")
+        raise ModelError(f"no such model: {text} (expected default, base, tuned, a .gguf file, or a model dir)")
     if path.is_file():
         if path.suffix.lower() != ".gguf" and not _has_gguf_magic(path):
             raise ModelError(f"{text} is not a GGUF file")
