@@ -31,7 +31,7 @@ def main() -> None:
     "--model",
     default="default",
     show_default=True,
-    help="default (= base) | base | tuned (the shipped adapter) | a GGUF file | an HF model dir | a LoRA adapter dir | a server's model name",
+    help="default (= tuned, the shipped fine-tune) | base (untuned) | tuned | a GGUF file | an HF model dir | a LoRA adapter dir | a server's model name",
 )
 @click.option(
     "--backend",

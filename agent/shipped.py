@@ -3,8 +3,9 @@
 ``agent/tuned/`` holds the adapter this project's own pipeline trained (data, command and figures:
 docs/RESULTS.md) and ``manifest.json`` with the adapter's sha256. On first use the adapter is checked
 against that hash, merged into the dequantized base model and exported to Q8_0 in the cache, the same
-steps as ``analyst train export`` (about 30 s on two cores); later runs load the cached file.
-``default`` is still the untuned base (docs/RESULTS.md says why).
+steps as ``analyst train export`` (about 30 s on two cores; a fresh cache first
+dequantizes the base, about 47 s more); later runs load the cached file.
+It is also the ``default`` model; ``--model base`` is the untuned one (docs/RESULTS.md says why).
 
 Why Q8_0 and not the base's Q4_K_M: the base weights were dequantized from Q4_K_M, so they sit exactly
 on its grid, and the adapter's deltas are small next to a grid step. Quantizing the merged weights
@@ -73,7 +74,7 @@ def build_tuned_gguf(adapter_dir: Path, manifest: dict) -> Path:
         verify_adapter(adapter_dir, manifest)
         print(
             f"analyst: building the tuned model once ({manifest['model_id']}: merge + {QUANT}, "
-            "about 30 s)...",
+            "up to about a minute)...",
             file=sys.stderr,
             flush=True,
         )

@@ -55,7 +55,7 @@ def conversation(tokenizer: Any, tokens: int, rng: random.Random) -> dict[str, A
 
 @click.command()
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--base", default="default", show_default=True, help="model whose tokenizer measures length")
+@click.option("--base", default="base", show_default=True, help="model whose tokenizer measures length")
 @click.option(
     "--tokens", default="2048", show_default=True, help="length, or comma-separated lengths to cycle"
 )

@@ -87,12 +87,16 @@ def init_adapter_record(adapter: Path) -> dict:
 
 def continue_shipped(base: str, config: TrainConfig) -> tuple[str, TrainConfig]:
     """LoRA on ``tuned`` (the shipped adapter): keep training that adapter over the untuned base, so
-    the result is again one adapter over ``base`` that stays valid on any machine."""
-    if base != "tuned" or config.mode != "lora" or config.init_adapter:
-        return base, config
+    the result is again one adapter over ``base`` that stays valid on any machine.
+
+    ``default`` is the model ``analyst run`` uses: ``tuned`` when an adapter ships, else ``base``; with
+    an explicit ``init_adapter`` it is ``base``, the base this project's adapters are trained over."""
     from agent.shipped import TUNED_DIR, read_manifest
 
-    if read_manifest() is None:
+    shipped = read_manifest() is not None
+    if base == "default":
+        base = "tuned" if shipped and not config.init_adapter else "base"
+    if base != "tuned" or config.mode != "lora" or config.init_adapter or not shipped:
         return base, config
     return "base", dataclasses.replace(config, init_adapter=str(TUNED_DIR))
 

@@ -48,6 +48,48 @@ def test_without_a_manifest_the_default_is_the_base(tmp_path: Path, monkeypatch:
         resolve_model("tuned")
 
 
+def test_the_default_is_the_shipped_tuned_model_and_base_is_untuned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built = tmp_path / "tuned.gguf"
+    calls = []
+
+    def fake_build(adapter_dir: Path, manifest: dict) -> Path:
+        calls.append((adapter_dir, manifest["adapter_sha256"]))
+        return built
+
+    monkeypatch.setattr(shipped, "build_tuned_gguf", fake_build)
+    monkeypatch.setattr(models, "_base_model", lambda: models.ResolvedModel("gguf", tmp_path / "b.gguf", "b"))
+    manifest = shipped.read_manifest()
+    assert manifest is not None
+    default = resolve_model("default")
+    assert default == resolve_model(None) == resolve_model("tuned")
+    assert default == models.ResolvedModel("gguf", built, manifest["model_id"])
+    assert calls[0] == (shipped.TUNED_DIR, manifest["adapter_sha256"])
+    assert resolve_model("base").path == tmp_path / "b.gguf"
+    # With no adapter in the install, the default falls back to the base instead of failing.
+    monkeypatch.setattr(shipped, "TUNED_DIR", tmp_path / "none")
+    assert resolve_model("default").path == tmp_path / "b.gguf"
+
+
+def test_training_the_default_keeps_training_the_shipped_adapter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from finetune.config import load_config
+    from finetune.train import continue_shipped
+
+    lora, full = load_config(None, {"mode": "lora"}), load_config(None, {"mode": "full"})
+    for spec in ("default", "tuned"):
+        base, config = continue_shipped(spec, lora)
+        assert (base, config.init_adapter) == ("base", str(shipped.TUNED_DIR))
+    assert continue_shipped("base", lora) == ("base", lora)
+    assert continue_shipped("default", full) == ("tuned", full)  # full: on the merged tuned weights
+    mine = load_config(None, {"mode": "lora", "init_adapter": str(tmp_path)})
+    assert continue_shipped("default", mine) == ("base", mine)  # an explicit adapter, over the base
+    monkeypatch.setattr(shipped, "TUNED_DIR", tmp_path / "none")
+    assert continue_shipped("default", lora) == ("base", lora)
+
+
 def test_an_unreadable_manifest_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / shipped.MANIFEST_FILE).write_text("{not json")
     monkeypatch.setattr(shipped, "TUNED_DIR", tmp_path)
@@ -75,7 +117,7 @@ def test_the_tuned_model_is_a_gguf_built_once_and_it_generates(
     assert resolve_model("base").path == base_src != tuned.path
     stamp = tuned.path.stat().st_mtime_ns
     assert resolve_model("tuned").path.stat().st_mtime_ns == stamp  # built once, then reused
-    assert resolve_model("default") == resolve_model("base")  # not the default yet: docs/RESULTS.md
+    assert resolve_model("default") == tuned  # the shipped fine-tune is the default: docs/RESULTS.md
 
     # The analyst's own prompts on a small table: the tuned model answers in its training's shape (a
     # sentence, then one code block that loads the file), and not with the base model's words.
