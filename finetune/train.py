@@ -91,9 +91,15 @@ def continue_shipped(base: str, config: TrainConfig) -> tuple[str, TrainConfig]:
 
     ``default`` is the model ``analyst run`` uses: ``tuned`` when an adapter ships, else ``base``; with
     an explicit ``init_adapter`` it is ``base``, the base this project's adapters are trained over."""
+    if base not in ("default", "tuned"):
+        return base, config  # a path: the shipped adapter's manifest is none of its business
+    from agent.models import ModelError
     from agent.shipped import TUNED_DIR, read_manifest
 
-    shipped = read_manifest() is not None
+    try:
+        shipped = read_manifest() is not None
+    except ModelError as exc:
+        raise TrainError(str(exc)) from exc
     if base == "default":
         base = "tuned" if shipped and not config.init_adapter else "base"
     if base != "tuned" or config.mode != "lora" or config.init_adapter or not shipped:

@@ -76,7 +76,7 @@ def test_training_the_default_keeps_training_the_shipped_adapter(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from finetune.config import load_config
-    from finetune.train import continue_shipped
+    from finetune.train import TrainError, continue_shipped
 
     lora, full = load_config(None, {"mode": "lora"}), load_config(None, {"mode": "full"})
     for spec in ("default", "tuned"):
@@ -88,6 +88,15 @@ def test_training_the_default_keeps_training_the_shipped_adapter(
     assert continue_shipped("default", mine) == ("base", mine)  # an explicit adapter, over the base
     monkeypatch.setattr(shipped, "TUNED_DIR", tmp_path / "none")
     assert continue_shipped("default", lora) == ("base", lora)
+    # An unreadable manifest stops training on default or tuned in one line, and no other base.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / shipped.MANIFEST_FILE).write_text("{not json")
+    monkeypatch.setattr(shipped, "TUNED_DIR", broken)
+    assert continue_shipped(str(tmp_path), lora) == (str(tmp_path), lora)
+    for spec in ("default", "tuned"):
+        with pytest.raises(TrainError, match="manifest.json is unreadable"):
+            continue_shipped(spec, lora)
 
 
 def test_an_unreadable_manifest_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
