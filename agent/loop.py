@@ -226,7 +226,9 @@ def run_loop(
         if stop is not None:
             status = stop
             break
-    outcome = summarize(writer.trajectory.steps, status, time.monotonic() - started, runner.errors)
+    outcome = summarize(
+        writer.trajectory.steps, status, time.monotonic() - started, runner.errors, asked=asked
+    )
     outcome.wrap_up_turn = wrap_up_turn
     return outcome
 
@@ -340,15 +342,26 @@ def _stop_reason(step: Step, runner: _CodeRunner) -> Status | None:
 
 
 def summarize(
-    steps: list[Step], status: Status, wall_seconds: float, errors: int = 0, detail: str = ""
+    steps: list[Step],
+    status: Status,
+    wall_seconds: float,
+    errors: int = 0,
+    detail: str = "",
+    asked: list[str] | None = None,
 ) -> Outcome:
-    """The run's outcome from its steps; the report of a ``no_code`` run is its last words."""
+    """The run's outcome from its steps; the report of a ``no_code`` run is its last words.
+
+    ``asked`` is the question's ``@name`` answers; when it is known to be none (an open question),
+    answers the model wrote anyway are not answers, and the report gets them as plain text.
+    """
     last = steps[-1] if steps else None
     report = None
     if last is not None and status == "report":
         report = prompts.extract_report(last.model_text)
     elif last is not None and status == "no_code":
         report = last.model_text.strip()
+    if report is not None and asked is not None and not asked:
+        report = prompts.plain_report(report)
     return Outcome(
         status=status,
         report=report,

@@ -111,6 +111,32 @@ def asked_answers(question: str) -> list[str]:
     return list(dict.fromkeys(name for name, _ in _ANSWER.findall(question)))
 
 
+# The system prompt's own example of the answer form; a model that copies it into a report on an open
+# question has no answer to give.
+PLACEHOLDER_NAMES = {"name"}
+_ANSWER_LINE = re.compile(
+    r"^[ \t]*(?:[-*][ \t]*)?((?:@[A-Za-z_][A-Za-z0-9_]*\[[^\[\]\n]*\][ \t,;]*)+)$", re.MULTILINE
+)
+
+
+def plain_report(report: str) -> str:
+    """A report for a question that asks for no ``@name[value]`` answers, with the answer form
+    (copied from the system prompt by small models) turned into plain text.
+
+    A line that is nothing but answers becomes one ``- name: value`` bullet each, and the prompt's
+    own placeholder (``@name[3]``) is dropped; an answer inside a sentence becomes its value.
+    """
+
+    def bullets(match: re.Match[str]) -> str:
+        pairs = _ANSWER.findall(match.group(1))
+        kept = [f"- {name}: {value.strip()}" for name, value in pairs if name not in PLACEHOLDER_NAMES]
+        return "\n".join(kept)
+
+    text = _ANSWER_LINE.sub(bullets, report)
+    text = _ANSWER.sub(lambda m: m.group(2).strip(), text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
 def left_out_answers(report: str, asked: list[str]) -> list[str]:
     """The asked-for answers a report does not write as ``@name[...]``, shown as ``@name[...]``."""
     written = parse_answers(report)

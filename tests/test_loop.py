@@ -11,14 +11,18 @@ CUBE_SUM = sum(x**3 for x in [13, 7, 22, 5, 19, 11, 3, 17, 29, 2])  # the fixtur
 REPORT = f"## Final Report\n- The cube sum is {CUBE_SUM}.\n@cube_sum[{CUBE_SUM}]"
 
 
-def run(tmp_path, csv, replies, **config):
+QUESTION = "What is the cube sum of sales? Report @cube_sum[value]."
+OPEN = "What is the cube sum of sales?"  # asks for no @name answers
+
+
+def run(tmp_path, csv, replies, question=OPEN, **config):
     backend = ScriptedBackend(replies)
-    result = analyze([csv], "What is the cube sum of sales?", tmp_path / "run", backend, RunConfig(**config))
+    result = analyze([csv], question, tmp_path / "run", backend, RunConfig(**config))
     return result, backend
 
 
 def test_code_then_report(tmp_path, small_csv):
-    result, backend = run(tmp_path, small_csv, [CODE, REPORT])
+    result, backend = run(tmp_path, small_csv, [CODE, REPORT], question=QUESTION)
     outcome = result.outcome
     assert outcome.status == "report" and outcome.turns == 2
     assert outcome.answers == {"cube_sum": str(CUBE_SUM)}
@@ -136,6 +140,21 @@ def test_a_report_leaving_out_an_asked_answer_goes_back_once(tmp_path, small_csv
     assert [s.step_kind for s in result.trajectory.steps] == ["code", "report"]
 
 
+def test_answers_written_for_an_open_question_become_plain_text(tmp_path, small_csv):
+    # Small models copy the system prompt's @name[value] into reports on questions that ask for none
+    # (the tuned model's "find trends" report on examples/sales.csv ended with "@name[3]").
+    report = f"## Final Report\n- The cube sum is @cube_sum[{CUBE_SUM}].\n\n@name[3]\n- @top[West]"
+    result, _ = run(tmp_path, small_csv, [CODE, report, report])
+    outcome = result.outcome
+    # 3 and West are in no output: the answer check sends the report back once, as on any question
+    assert [s.step_kind for s in result.trajectory.steps] == ["code", "check", "report"]
+    assert outcome.status == "report" and outcome.answers == {}
+    assert outcome.report == f"## Final Report\n- The cube sum is {CUBE_SUM}.\n\n- top: West"
+    assert result.trajectory.steps[-1].model_text == report  # the record keeps what the model wrote
+    markdown = result.files["report_md"].read_text()
+    assert "## Answers" not in markdown and "@" not in markdown.split("## Key findings")[1].split("##")[0]
+
+
 def test_max_turns(tmp_path, small_csv):
     result, _ = run(tmp_path, small_csv, ["```python\nprint(1)\n```"] * 5, max_turns=2)
     assert result.outcome.status == "max_turns" and result.outcome.turns == 2
@@ -179,7 +198,7 @@ def test_code_inside_the_report_is_not_run(tmp_path, small_csv):
 
 def test_report_before_any_code_is_sent_back(tmp_path, small_csv):
     made_up = "## Final Report\n- Sales are growing.\n@cube_sum[1]"
-    result, backend = run(tmp_path, small_csv, [made_up, CODE, REPORT])
+    result, backend = run(tmp_path, small_csv, [made_up, CODE, REPORT], question=QUESTION)
     assert [s.step_kind for s in result.trajectory.steps] == ["nudge", "code", "report"]
     assert "not run any code" in backend.calls[1][-1].content
     assert result.outcome.answers == {"cube_sum": str(CUBE_SUM)}
@@ -190,7 +209,7 @@ def test_a_report_after_only_failed_cells_is_sent_back_as_such(tmp_path, small_c
     # and the nudge then claimed no code had run at all.
     failing = "```python\nimport pandas as pd\ndf = pd.read_csv('shop.csv')\nprint(df['salez'].sum())\n```"
     made_up = "## Final Report\n- Sales are growing.\n@cube_sum[1]"
-    result, backend = run(tmp_path, small_csv, [failing, made_up, CODE, REPORT])
+    result, backend = run(tmp_path, small_csv, [failing, made_up, CODE, REPORT], question=QUESTION)
     assert [s.step_kind for s in result.trajectory.steps] == ["code", "nudge", "code", "report"]
     note = backend.calls[2][-1].content
     assert "Every cell you have run so far failed" in note and "not run any code" not in note
@@ -205,7 +224,7 @@ def test_two_made_up_reports_end_the_run(tmp_path, small_csv):
 
 def test_a_report_with_answers_no_output_shows_goes_back_once(tmp_path, small_csv):
     miscopied = "## Final Report\n- The cube sum is large.\n@cube_sum[41.5]"
-    result, backend = run(tmp_path, small_csv, [CODE, miscopied, CODE, REPORT])
+    result, backend = run(tmp_path, small_csv, [CODE, miscopied, CODE, REPORT], question=QUESTION)
     assert [s.step_kind for s in result.trajectory.steps] == ["code", "check", "code", "report"]
     note = backend.calls[2][-1].content
     assert "@cube_sum[41.5]" in note and "Print them with code" in note
@@ -214,7 +233,7 @@ def test_a_report_with_answers_no_output_shows_goes_back_once(tmp_path, small_cs
 
 def test_the_answer_check_happens_once_then_the_report_stands(tmp_path, small_csv):
     miscopied = "## Final Report\n@cube_sum[41.5]"
-    result, _ = run(tmp_path, small_csv, [CODE, miscopied, miscopied, CODE])
+    result, _ = run(tmp_path, small_csv, [CODE, miscopied, miscopied, CODE], question=QUESTION)
     assert [s.step_kind for s in result.trajectory.steps] == ["code", "check", "report"]
     assert result.outcome.status == "report" and result.outcome.answers == {"cube_sum": "41.5"}
 

@@ -45,3 +45,11 @@ def test_answers_are_checked_against_what_was_printed():
         "@total[12052]",
     ]
     assert prompts.ungrounded_answers("no answers here", outputs) == []
+
+
+def test_plain_report_turns_unasked_answers_into_text():
+    report = "## Final Report\n- mean: @mean[3.5]\n\n@name[3]\n* @top[West], @n[10]\nsee @x[1] and @y[2]"
+    assert prompts.plain_report(report) == (
+        "## Final Report\n- mean: 3.5\n\n- top: West\n- n: 10\nsee 1 and 2"
+    )
+    assert prompts.plain_report("## Final Report\n- no answers") == "## Final Report\n- no answers"
