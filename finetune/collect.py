@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.records import Message, Trajectory
+from agent.records import Trajectory
 
 TRAIN_SPLIT = "train"
 
@@ -176,30 +176,22 @@ TeacherFactory = Callable[[Any, int], Any]
 
 
 def make_teacher(config: CollectConfig) -> TeacherFactory:
-    """A function (task, seed) -> backend. The expert is built per run; a model backend is shared."""
+    """A function (task, seed) -> backend: the expert is built per run, a server's client is shared,
+    and an in-process model is loaded once per worker thread (one model cannot decode two prompts at
+    once; a shared one behind a lock would leave all but one core idle, as eval's workers would)."""
     if config.backend == "expert":
         from finetune.expert import ExpertBackend
 
         return lambda prepared, seed: ExpertBackend(prepared.task, seed)
     from agent.backends.factory import create_backend
+    from eval_datasets.harness import BackendSource
 
     options = {"base_url": config.base_url} if config.base_url else {}
-    shared = create_backend(config.backend, config.model, **options)
-    if config.workers > 1 and config.backend != "openai":
-        shared = _Serialized(shared)  # one in-process model cannot decode two prompts at once
-    return lambda prepared, seed: shared
-
-
-class _Serialized:
-    """A backend whose ``generate`` runs one call at a time (local models are not thread-safe)."""
-
-    def __init__(self, backend: Any):
-        self.backend, self.name, self.model_id = backend, backend.name, backend.model_id
-        self._lock = threading.Lock()
-
-    def generate(self, messages: list[Message], config: Any) -> Any:
-        with self._lock:
-            return self.backend.generate(messages, config)
+    first = create_backend(config.backend, config.model, **options)  # a bad --model fails before any run
+    if config.backend == "openai":
+        return lambda prepared, seed: first
+    source = BackendSource(lambda: create_backend(config.backend, config.model, **options), first=first)
+    return lambda prepared, seed: source.get()
 
 
 def run_sample(prepared: Any, seed: int, config: CollectConfig, teacher: TeacherFactory) -> Sample:

@@ -115,3 +115,44 @@ def test_heldout_tasks_are_refused(tmp_path, cache):
     result = CliRunner().invoke(main, ["collect", "--split", "heldout", "--out", str(tmp_path / "c")])
     assert result.exit_code == 1 and "held-out" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "c").exists()
+
+
+def test_a_local_model_teacher_is_loaded_once_per_worker(monkeypatch, tmp_path):
+    # One model behind a lock kept collect's second worker waiting on the first's decode (measured:
+    # one busy core with --workers 2); each worker thread now gets its own, as eval's workers do.
+    import threading
+
+    from finetune import collect as collect_module
+
+    made = []
+
+    def fake_backend(kind, model, **options):
+        backend = ScriptedBackend([])
+        made.append((kind, model, options, backend))
+        return backend
+
+    monkeypatch.setattr("agent.backends.factory.create_backend", fake_backend)
+    config = CollectConfig(out=tmp_path, backend="llamacpp", model="default", workers=2)
+    teacher = collect_module.make_teacher(config)
+    assert len(made) == 1  # built up front, so a bad --model fails before any run
+    barrier, got = threading.Barrier(2), {}
+
+    def worker(name):
+        barrier.wait()
+        got[name] = (teacher(None, 0), teacher(None, 1))
+
+    threads = [threading.Thread(target=worker, args=(name,)) for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert got["a"][0] is got["a"][1] and got["b"][0] is got["b"][1]  # one backend per worker
+    assert got["a"][0] is not got["b"][0] and len(made) == 2
+    # a server's client is shared: the server decides how to batch
+    made.clear()
+    served = CollectConfig(
+        out=tmp_path, backend="openai", model="m", base_url="http://127.0.0.1:1/v1", workers=2
+    )
+    teacher = collect_module.make_teacher(served)
+    assert teacher(None, 0) is teacher(None, 1) and len(made) == 1
+    assert made[0][2] == {"base_url": "http://127.0.0.1:1/v1"}
