@@ -3,8 +3,8 @@
 ``agent/tuned/`` holds the adapter this project's own pipeline trained (data, command and figures:
 docs/RESULTS.md) and ``manifest.json`` with the adapter's sha256. On first use the adapter is checked
 against that hash, merged into the dequantized base model and exported to Q8_0 in the cache, the same
-steps as ``analyst train export`` (about 30 s on two cores; a fresh cache first
-dequantizes the base, about 47 s more); later runs load the cached file.
+steps as ``analyst train export`` (up to about a minute on two cores, one line on stderr); later runs
+load the cached file.
 It is also the ``default`` model; ``--model base`` is the untuned one (docs/RESULTS.md says why).
 
 Why Q8_0 and not the base's Q4_K_M: the base weights were dequantized from Q4_K_M, so they sit exactly
@@ -16,9 +16,12 @@ same greedy reply as transformers with the adapter).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from agent.models import ModelError, ResolvedModel, cache_dir
@@ -82,10 +85,29 @@ def build_tuned_gguf(adapter_dir: Path, manifest: dict) -> Path:
         from finetune.merge import MergeError
 
         try:
-            export_gguf(adapter_dir, dest, quant=QUANT)
+            with _quiet_libraries():
+                export_gguf(adapter_dir, dest, quant=QUANT)
         except (ExportError, MergeError) as exc:
             raise ModelError(f"cannot build the tuned model: {exc}") from exc
     return dest
+
+
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """No transformers progress bars or deprecation warnings in a user's run: the one line above says
+    what is happening (a first `analyst run` printed four progress bars and a FutureWarning)."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def shipped_tuned() -> ResolvedModel | None:

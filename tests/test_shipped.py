@@ -40,6 +40,38 @@ def test_a_corrupt_adapter_fails_in_one_line_before_any_build(
     assert not list((tmp_path / "cache" / "models").glob("*.gguf"))
 
 
+def test_the_first_build_prints_one_line_not_library_progress_bars(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A first `analyst run` printed four transformers progress bars and a FutureWarning under the
+    # build line; the build itself (merge + export) is the slow test's job, so a stand-in makes both.
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    from finetune import export
+
+    monkeypatch.setenv("ANALYST_CACHE", str(tmp_path / "cache"))
+
+    def noisy_export(adapter_dir: Path, dest: Path, quant: str) -> Path:
+        for _ in hf_logging.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors..."):
+            pass
+        warnings.warn("`is_gradient_checkpointing` is deprecated", FutureWarning, stacklevel=1)
+        dest.write_bytes(b"GGUF")
+        return dest
+
+    monkeypatch.setattr(export, "export_gguf", noisy_export)
+    manifest = shipped.read_manifest()
+    assert manifest is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        built = shipped.build_tuned_gguf(shipped.TUNED_DIR, manifest)
+    assert built.read_bytes() == b"GGUF"
+    err = capsys.readouterr().err
+    assert err.splitlines() == [err.strip()] and err.startswith("analyst: building the tuned model once")
+    assert hf_logging.is_progress_bar_enabled()  # restored for whatever runs next
+
+
 def test_without_a_manifest_the_default_is_the_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shipped, "TUNED_DIR", tmp_path)
     assert shipped.read_manifest() is None
