@@ -2,8 +2,8 @@
 
 For every train task and sample, the teacher (the built-in expert or any model backend) runs a real
 analysis through ``analyze()``. A run is kept only if it is verified: it finished with a report and,
-for closed tasks, the eval scorer accepts every answer; open tasks need a report, at least one chart
-and no error left unrecovered. Kept runs are deduplicated and written as ``train.jsonl`` in the
+for closed tasks, the eval scorer accepts every answer; open tasks need what the eval's open criteria
+need: a report naming the task's must-mention facts, at least one chart and no error left unrecovered. Kept runs are deduplicated and written as ``train.jsonl`` in the
 ``{"messages": [...]}`` form that trl, axolotl and ms-swift read unchanged, beside ``stats.json`` and
 every raw trajectory under ``trajectories/``. Held-out tasks are refused, so they never reach training.
 """
@@ -135,7 +135,7 @@ def assert_train(prepared: Any) -> Any:
 
 def verify(prepared: Any, trajectory: Trajectory) -> tuple[str, str]:
     """``("kept", "")`` for a verified run, else the reason it is dropped and a detail."""
-    from eval_datasets.scoring import chart_count, unrecovered_error
+    from eval_datasets.scoring import chart_count, missing_facts, unrecovered_error
 
     outcome = trajectory.outcome
     if outcome is None:
@@ -153,6 +153,10 @@ def verify(prepared: Any, trajectory: Trajectory) -> tuple[str, str]:
         return "no_chart", "an open task needs at least one chart"
     if unrecovered_error(trajectory):
         return "unrecovered_error", "the last cell failed"
+    if missing := missing_facts(outcome.report, prepared.must_mention):
+        # A model teacher's report can skip what the question is about (tuned v10 learnt that from
+        # six such runs, and its held-out open reports then missed their facts too).
+        return "facts_missing", "the report does not mention " + ", ".join(missing)
     return "kept", ""
 
 

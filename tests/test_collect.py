@@ -67,6 +67,32 @@ def test_scripted_runs_are_kept_or_dropped_for_the_right_reason(tmp_path, cache)
     assert written["closed_tasks_solved"] == 1 and written["tokens"]["total"] > 0
 
 
+PLOT_CODE = (
+    "```python\nimport pandas as pd\nimport matplotlib.pyplot as plt\ndf = pd.read_csv('penguins.csv')\n"
+    "means = df.groupby('species')['body_mass_g'].mean()\nprint(means.round(1))\nmeans.plot.bar()\nplt.show()\n```"
+)
+
+
+def _open_runs(prepared, seed: int) -> ScriptedBackend:
+    reports = {
+        0: "## Final Report\n- Gentoo is the heaviest; Adelie and Chinstrap are lighter.",
+        1: "## Final Report\n- The species differ in body mass; Gentoo is the heaviest.",  # names too few
+    }
+    return ScriptedBackend([PLOT_CODE, reports[seed]])
+
+
+def test_an_open_run_is_kept_only_if_its_report_names_the_facts_the_eval_checks(tmp_path, cache):
+    # A model teacher's open report that skips the task's facts passes no eval; tuned v10 was trained
+    # on six such runs and its held-out open reports then missed their facts too.
+    config = CollectConfig(out=tmp_path / "out", tasks="penguins/what-differs", samples=2, cache=cache)
+    collect(config, teacher=_open_runs)
+    written = json.loads((tmp_path / "out" / "stats.json").read_text())
+    verdicts = {run["seed"]: (run["verdict"], run["detail"]) for run in written["runs_detail"]}
+    assert verdicts[0] == ("kept", "")
+    assert verdicts[1][0] == "facts_missing" and "Chinstrap" in verdicts[1][1]
+    assert len(_lines(tmp_path / "out" / "train.jsonl")) == 1
+
+
 def _well_formed(messages: list[dict]) -> None:
     roles = [m["role"] for m in messages]
     assert roles[0] == "system" and roles[1] == "user"
