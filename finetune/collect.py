@@ -2,10 +2,11 @@
 
 For every train task and sample, the teacher (the built-in expert or any model backend) runs a real
 analysis through ``analyze()``. A run is kept only if it is verified: it finished with a report and,
-for closed tasks, the eval scorer accepts every answer; open tasks need what the eval's open criteria
-need: a report naming the task's must-mention facts, at least one chart and no error left unrecovered. Kept runs are deduplicated and written as ``train.jsonl`` in the
-``{"messages": [...]}`` form that trl, axolotl and ms-swift read unchanged, beside ``stats.json`` and
-every raw trajectory under ``trajectories/``. Held-out tasks are refused, so they never reach training.
+for closed tasks, the eval scorer accepts every answer; open tasks need what the eval needs to pass
+them: a report naming the task's must-mention facts, at least one chart and no error left
+unrecovered. Kept runs are deduplicated and written as ``train.jsonl`` in the ``{"messages": [...]}``
+form that trl, axolotl and ms-swift read unchanged, beside ``stats.json`` and every raw trajectory
+under ``trajectories/``. Held-out tasks are refused, so they never reach training.
 """
 
 from __future__ import annotations
@@ -181,8 +182,8 @@ TeacherFactory = Callable[[Any, int], Any]
 
 def make_teacher(config: CollectConfig) -> TeacherFactory:
     """A function (task, seed) -> backend: the expert is built per run, a server's client is shared,
-    and an in-process model is loaded once per worker thread (one model cannot decode two prompts at
-    once; a shared one behind a lock would leave all but one core idle, as eval's workers would)."""
+    and an in-process model is loaded once per worker thread, as for eval's workers (one model cannot
+    decode two prompts at once, and one shared behind a lock kept all but one core idle)."""
     if config.backend == "expert":
         from finetune.expert import ExpertBackend
 
