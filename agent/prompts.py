@@ -114,9 +114,7 @@ def asked_answers(question: str) -> list[str]:
 # The system prompt's own example of the answer form; a model that copies it into a report on an open
 # question has no answer to give.
 PLACEHOLDER_NAMES = {"name"}
-_ANSWER_LINE = re.compile(
-    r"^[ \t]*(?:[-*][ \t]*)?((?:@[A-Za-z_][A-Za-z0-9_]*\[[^\[\]\n]*\][ \t,;]*)+)$", re.MULTILINE
-)
+_ANSWER_LINE = re.compile(rf"^[ \t]*(?:[-*][ \t]*)?((?:{_ANSWER.pattern}[ \t,;]*)+)$", re.MULTILINE)
 
 
 def plain_report(report: str) -> str:

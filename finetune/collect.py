@@ -136,7 +136,7 @@ def assert_train(prepared: Any) -> Any:
 
 def verify(prepared: Any, trajectory: Trajectory) -> tuple[str, str]:
     """``("kept", "")`` for a verified run, else the reason it is dropped and a detail."""
-    from eval_datasets.scoring import chart_count, missing_facts, unrecovered_error
+    from eval_datasets.scoring import score_open
 
     outcome = trajectory.outcome
     if outcome is None:
@@ -150,14 +150,16 @@ def verify(prepared: Any, trajectory: Trajectory) -> tuple[str, str]:
         return "asked_for_report", f"the loop asked for the report on turn {outcome.wrap_up_turn}"
     if prepared.task.kind == "closed":
         return _verify_answers(prepared, outcome.answers)
-    if chart_count(trajectory) == 0:
+    # The eval's own open criteria (the report is there by now), so kept means what the eval passes.
+    score = score_open(prepared, trajectory)
+    if not score.criteria["chart"]:
         return "no_chart", "an open task needs at least one chart"
-    if unrecovered_error(trajectory):
+    if not score.criteria["no_unrecovered_error"]:
         return "unrecovered_error", "the last cell failed"
-    if missing := missing_facts(outcome.report, prepared.must_mention):
+    if score.facts_missing:
         # A model teacher's report can skip what the question is about (tuned v10 learnt that from
         # six such runs, and its held-out open reports then missed their facts too).
-        return "facts_missing", "the report does not mention " + ", ".join(missing)
+        return "facts_missing", "the report does not mention " + ", ".join(score.facts_missing)
     return "kept", ""
 
 
