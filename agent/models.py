@@ -138,16 +138,37 @@ def _shipped_tuned() -> ResolvedModel | None:
     return shipped_tuned()
 
 
-# Tuned models that ``default`` tries, in order, before the base; each finder returns None when its
-# artifact is absent. The shipped adapter (agent/tuned/, ``--model tuned``) is the default: on the
-# held-out split it finishes and answers far more tasks than the base under the same loop
-# (docs/RESULTS.md). ``--model base`` is the untuned model.
-SHIPPED: list[Callable[[], ResolvedModel | None]] = [_shipped_tuned]
+def _tuned_ships() -> bool:
+    from agent.shipped import read_manifest
+
+    return read_manifest() is not None
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """A tuned model that ``default`` may stand for: ``name`` as ``--model`` spells it, ``ships``
+    a cheap check that its artifact is installed, ``resolve`` the model (which may build it)."""
+
+    name: str
+    ships: Callable[[], bool]
+    resolve: Callable[[], ResolvedModel | None]
+
+
+# Tuned models that ``default`` tries, in order, before the base. The shipped adapter (agent/tuned/,
+# ``--model tuned``) is the default: on the held-out split it finishes and answers far more tasks
+# than the base under the same loop (docs/RESULTS.md). ``--model base`` is the untuned model.
+SHIPPED: list[ShippedModel] = [ShippedModel("tuned", _tuned_ships, _shipped_tuned)]
+
+
+def default_name() -> str:
+    """What ``default`` stands for, ``base`` or a SHIPPED name, found without building anything:
+    ``analyst train --base default`` keeps training exactly the model ``analyst run`` uses."""
+    return next((shipped.name for shipped in SHIPPED if shipped.ships()), "base")
 
 
 def _default_model() -> ResolvedModel:
-    for finder in SHIPPED:
-        if (found := finder()) is not None:
+    for shipped in SHIPPED:
+        if shipped.ships() and (found := shipped.resolve()) is not None:
             return found
     return _base_model()
 

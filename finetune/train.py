@@ -89,19 +89,20 @@ def continue_shipped(base: str, config: TrainConfig) -> tuple[str, TrainConfig]:
     """LoRA on ``tuned`` (the shipped adapter): keep training that adapter over the untuned base, so
     the result is again one adapter over ``base`` that stays valid on any machine.
 
-    ``default`` is the model ``analyst run`` uses: ``tuned`` when an adapter ships, else ``base``; with
-    an explicit ``init_adapter`` it is ``base``, the base this project's adapters are trained over."""
+    ``default`` is the model ``analyst run`` uses (``agent.models.default_name``: ``tuned`` when the
+    adapter ships, else ``base``); with an explicit ``init_adapter`` it is ``base``, the base this
+    project's adapters are trained over."""
     if base not in ("default", "tuned"):
         return base, config  # a path: the shipped adapter's manifest is none of its business
-    from agent.models import ModelError
+    from agent.models import ModelError, default_name
     from agent.shipped import TUNED_DIR, read_manifest
 
     try:
         shipped = read_manifest() is not None
+        if base == "default":
+            base = default_name() if not config.init_adapter else "base"
     except ModelError as exc:
         raise TrainError(str(exc)) from exc
-    if base == "default":
-        base = "tuned" if shipped and not config.init_adapter else "base"
     if base != "tuned" or config.mode != "lora" or config.init_adapter or not shipped:
         return base, config
     return "base", dataclasses.replace(config, init_adapter=str(TUNED_DIR))

@@ -87,8 +87,10 @@ def test_resolve_default_and_base(fake_default: Path) -> None:
     assert base.kind == "gguf" and base.path.read_bytes() == b"".join(PARTS)
     assert resolve_model(None) == base == resolve_model("default")
     shipped = models.ResolvedModel("adapter", fake_default, "tuned", base=base)
-    models.SHIPPED.append(lambda: shipped)
-    assert resolve_model("default") == shipped
+    models.SHIPPED.append(models.ShippedModel("mine", lambda: False, lambda: shipped))
+    assert resolve_model("default") == base and models.default_name() == "base"  # not installed
+    models.SHIPPED.append(models.ShippedModel("tuned", lambda: True, lambda: shipped))
+    assert resolve_model("default") == shipped and models.default_name() == "tuned"
     assert resolve_model("base") == base
 
 
