@@ -120,10 +120,10 @@ def test_training_the_default_keeps_training_the_shipped_adapter(
     assert continue_shipped("default", mine) == ("base", mine)  # an explicit adapter, over the base
     # default is what `analyst run` uses: with the adapter installed but not among the models
     # default tries, training on default starts from the base, not from the adapter.
-    monkeypatch.setattr(models, "SHIPPED", [])
-    assert continue_shipped("default", lora) == ("base", lora)
-    assert continue_shipped("tuned", lora)[1].init_adapter == str(shipped.TUNED_DIR)
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(models, "SHIPPED", [])
+        assert continue_shipped("default", lora) == ("base", lora)
+        assert continue_shipped("tuned", lora)[1].init_adapter == str(shipped.TUNED_DIR)
     monkeypatch.setattr(shipped, "TUNED_DIR", tmp_path / "none")
     assert continue_shipped("default", lora) == ("base", lora)
     # An unreadable manifest stops training on default or tuned in one line, and no other base.
