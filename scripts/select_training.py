@@ -12,7 +12,9 @@ dataset, so that common kinds do not crowd out the rare ones. Each dataset's tas
 question by kind (a task file's question, then a drill of each kind, ...) in a fixed hashed order, not
 id order. Open tasks fill up to `--open-share` of the budget, then closed tasks (they carry the
 `@name[value]` answers the eval scores) the rest; within each group the datasets take turns, so every
-dataset is represented. Writes OUT/train.jsonl and OUT/selection.json (what was taken).
+dataset is represented. `--exclude` skips the tasks of an earlier selection, so that a further epoch
+can train on questions the adapter has not seen. Writes OUT/train.jsonl and OUT/selection.json (what
+was taken).
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=100_000, help="tokens in all (stats.json count)")
     parser.add_argument("--fix-every", type=int, default=3, help="take an error-and-fix run every N tasks")
     parser.add_argument("--open-share", type=float, default=0.15, help="budget share for open tasks")
+    parser.add_argument(
+        "--exclude",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="SELECTION",
+        help="an earlier selection.json whose tasks are skipped (repeatable)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
@@ -43,6 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     kept = [run for run in stats["runs_detail"] if run["verdict"] == "kept"]
     if len(kept) != len(lines):
         sys.exit(f"error: {len(kept)} kept runs in stats.json but {len(lines)} lines in train.jsonl")
+    excluded = set()
+    for path in args.exclude:
+        try:
+            excluded |= {entry.split(" ")[0] for entry in json.loads(path.read_text())["runs"]}
+        except (OSError, ValueError, KeyError) as exc:
+            sys.exit(f"error: --exclude {path}: not a selection.json ({exc})")
+    lines = [line for run, line in zip(kept, lines, strict=True) if run["task"] not in excluded]
+    kept = [run for run in kept if run["task"] not in excluded]
 
     # Drills (`collect --drills`) are generated, so the task files do not list them: all are closed.
     suite = {task.id: task.kind for spec in load_suite() for task in spec.tasks}
@@ -104,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "source": str(args.collect_dir),
         "budget": args.budget,
+        "exclude": [str(path) for path in args.exclude],
+        "excluded_tasks": len(excluded),
         "conversations": len(taken),
         "tokens": total,
         "closed": sum(kind[run["task"]] == "closed" for run, _ in taken),

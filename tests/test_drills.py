@@ -464,3 +464,36 @@ def test_drill_kinds_take_turns(monkeypatch):
     assert sorted(made(3)) == ["few", "many", "more"]
     assert sorted(made(5)) == ["few", "many", "many", "more", "more"]  # `few` has one drill only
     assert len(made(50)) == 50
+
+
+def test_training_selection_excludes_an_earlier_selections_tasks(tmp_path, select_training):
+    runs = [
+        {"task": f"aaa/drill-{i}", "seed": seed, "verdict": "kept", "turns": 3, "errors": 0, "tokens": 100}
+        for i in range(4)
+        for seed in (0, 1)
+    ]
+    collected = tmp_path / "collect"
+    collected.mkdir()
+    (collected / "stats.json").write_text(json.dumps({"runs_detail": runs}))
+    (collected / "train.jsonl").write_text(
+        "".join(json.dumps({"id": f"{r['task']} s{r['seed']}"}) + "\n" for r in runs)
+    )
+    first = tmp_path / "first"
+    assert select_training.main([str(collected), "--budget", "200", "--out", str(first)]) == 0
+    earlier = {r.split(" ")[0] for r in json.loads((first / "selection.json").read_text())["runs"]}
+    assert len(earlier) == 2
+
+    second = tmp_path / "second"
+    argv = [str(collected), "--exclude", str(first / "selection.json"), "--out", str(second)]
+    assert select_training.main(argv) == 0
+    taken = json.loads((second / "selection.json").read_text())
+    later = {r.split(" ")[0] for r in taken["runs"]}
+    assert later == {f"aaa/drill-{i}" for i in range(4)} - earlier  # the other two tasks, and only they
+    assert taken["excluded_tasks"] == 2
+    # each line written is the run named, not a neighbour shifted by the filtering
+    written = [json.loads(line)["id"] for line in (second / "train.jsonl").read_text().splitlines()]
+    assert written == taken["runs"]
+
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(SystemExit, match="not a selection.json"):
+        select_training.main([str(collected), "--exclude", str(tmp_path / "bad.json"), "--out", str(second)])
