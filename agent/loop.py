@@ -304,6 +304,10 @@ def _act(reply: Reply, turn: int, runner: _CodeRunner, history: list[Step], conf
                 notes.append(prompts.CHECK_ANSWERS.format(answers=_listed(unsupported)))
             step.observation = "\n".join(notes)
         return step
+    if code is None and history and history[-1].step_kind == "check" and _answers_alone(text, runner.asked):
+        # The check asked to send the report again with its answers; a small model often sends only
+        # the @name[value] lines. They amend the report sent back (summarize puts them in).
+        return step
     if code is None:
         return _nudge(step, history, prompts.NUDGE_NO_CODE)
     callbacks.on_execute(turn, code)
@@ -314,6 +318,11 @@ def _act(reply: Reply, turn: int, runner: _CodeRunner, history: list[Step], conf
     step.execution_seconds = result.duration
     step.observation = prompts.observation_message(observation, turn, config.max_turns)
     return step
+
+
+def _answers_alone(text: str, asked: list[str]) -> bool:
+    """A reply with no report heading that gives at least one of the asked ``@name[value]`` answers."""
+    return bool(set(prompts.parse_answers(text)) & set(asked))
 
 
 def _listed(answers: list[str]) -> str:
@@ -349,7 +358,8 @@ def summarize(
     detail: str = "",
     asked: list[str] | None = None,
 ) -> Outcome:
-    """The run's outcome from its steps; the report of a ``no_code`` run is its last words.
+    """The run's outcome from its steps; the report of a ``no_code`` run is its last words, and a
+    report of bare answers sent after a check is the report sent back with those answers put in.
 
     ``asked`` is the question's ``@name`` answers; when it is known to be none (an open question),
     answers the model wrote anyway are not answers, and the report gets them as plain text.
@@ -358,6 +368,8 @@ def summarize(
     report = None
     if last is not None and status == "report":
         report = prompts.extract_report(last.model_text)
+        if report is None and len(steps) > 1 and steps[-2].step_kind == "check":
+            report = prompts.amend_report(prompts.extract_report(steps[-2].model_text) or "", last.model_text)
     elif last is not None and status == "no_code":
         report = last.model_text.strip()
     if report is not None and asked is not None and not asked:

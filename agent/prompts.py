@@ -103,6 +103,16 @@ def parse_answers(text: str) -> dict[str, str]:
     return {name: value.strip() for name, value in _ANSWER.findall(text)}
 
 
+def amend_report(report: str, answers_text: str) -> str:
+    """``report`` with the ``@name[value]`` answers given in ``answers_text`` put in: an answer the
+    report already writes takes the new value where it stands, the others are added at the end."""
+    given = parse_answers(answers_text)
+    amended = _ANSWER.sub(lambda m: f"@{m[1]}[{given[m[1]]}]" if m[1] in given else m[0], report)
+    written = set(parse_answers(report))
+    added = [f"@{name}[{value}]" for name, value in given.items() if name not in written]
+    return "\n".join([amended.rstrip(), *added]).strip()
+
+
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 

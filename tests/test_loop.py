@@ -140,6 +140,35 @@ def test_a_report_leaving_out_an_asked_answer_goes_back_once(tmp_path, small_csv
     assert [s.step_kind for s in result.trajectory.steps] == ["code", "report"]
 
 
+def test_answers_sent_alone_after_the_check_complete_the_report(tmp_path, small_csv):
+    # Seen with the tuned 1.5B (diabetes/obese-vs-not): sent back for leaving out its answers, the model
+    # replied with only the two @name[value] lines, both right, and was nudged until the run ended.
+    question = "What is the cube sum of sales? Report @cube_sum[value] and @n[value]."
+    forgot = "## Final Report\n- The cube sum is large.\n- There are @n[3] rows."
+    count = "```python\nprint('n =', len(df))\n```"
+    alone = f"@cube_sum[{CUBE_SUM}]\n@n[10]"
+    backend = ScriptedBackend([CODE, count, forgot, alone, CODE])
+    result = analyze([small_csv], question, tmp_path / "run", backend, RunConfig())
+    assert [s.step_kind for s in result.trajectory.steps] == ["code", "code", "check", "report"]
+    outcome = result.outcome
+    assert outcome.status == "report" and outcome.answers == {"cube_sum": str(CUBE_SUM), "n": "10"}
+    # the report sent back, with its answer put right where it stood and the missing one added
+    assert (
+        outcome.report
+        == f"## Final Report\n- The cube sum is large.\n- There are @n[10] rows.\n@cube_sum[{CUBE_SUM}]"
+    )
+    assert result.trajectory.steps[-1].model_text == alone  # the record keeps what the model wrote
+    assert str(CUBE_SUM) in result.files["report_md"].read_text()
+
+    # Bare answers are a report only as the reply to a check: anywhere else they get the usual nudge.
+    result, _ = run(tmp_path / "early", small_csv, [CODE, alone, alone], question=question)
+    assert [s.step_kind for s in result.trajectory.steps] == ["code", "nudge", "no_code"]
+    # ... and a reply to the check that gives none of the asked answers is nudged too
+    backend = ScriptedBackend([CODE, forgot, "I wrote the report above.", "Still."])
+    result = analyze([small_csv], question, tmp_path / "none", backend, RunConfig())
+    assert [s.step_kind for s in result.trajectory.steps] == ["code", "check", "nudge", "no_code"]
+
+
 def test_answers_written_for_an_open_question_become_plain_text(tmp_path, small_csv):
     # Small models copy the system prompt's @name[value] into reports on questions that ask for none
     # (the tuned model's "find trends" report on examples/sales.csv ended with "@name[3]").
