@@ -8,8 +8,9 @@ computation (``could not convert string to float: 'malignant'``: pandas 2 no lon
 columns silently), for a value used as a column (``df['malignant']`` where ``malignant`` is a
 value of ``diagnosis``), for ``.dt`` on dates still read as text, for a column name used as a bare
 variable (``name 'wind' is not defined``), for a column of the file indexed on a Series or a
-selection without it (``ozone.groupby(month)['Ozone']``), for ``df.corr('medv')``, and for a method compared or
-indexed without its parentheses (``.size >= 1``).
+selection without it (``ozone.groupby(month)['Ozone']``), or on a table read with ``skiprows=1``
+(its header row skipped, the first data row became the column names), for ``df.corr('medv')``, and
+for a method compared or indexed without its parentheses (``.size >= 1``).
 
 Hints only add text after the traceback; whether a failure counts as the same failure again is
 decided on the error itself, so a hint never changes when the loop stops.
@@ -22,6 +23,7 @@ import difflib
 import re
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -40,12 +42,75 @@ _UNCALLED = re.compile(r"instances of '(?:method|builtin_function_or_method)'|'m
 _METHOD_NO_CALL = re.compile(r"\.(size|count|sum|mean|median|max|min|std|nunique|idxmax|idxmin)\b(?!\s*\()")
 
 
-def error_hint(error: CellError, tables: Mapping[str, pd.DataFrame]) -> str | None:
-    """A hint for ``error`` given a sample of each input table (by file name), or None."""
+@dataclass(frozen=True)
+class Read:
+    """A ``pd.read_csv`` call that loses the file's header row: the file and the argument that does it."""
+
+    file: str
+    argument: str  # as written: ``skiprows=1``
+    effect: str  # what it did to the columns, in words
+
+
+def header_dropping_read(code: str) -> Read | None | bool:
+    """The last ``read_csv``/``read_table`` call of ``code``: a ``Read`` when it skips the header row
+    (``skiprows=...``, ``header=None``, ``header=1``), False when it reads the file as it is, None when
+    the cell reads no file (or does not parse)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    calls = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute | ast.Name)
+        and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("read_csv", "read_table")
+    ]
+    if not calls:
+        return None
+    call = max(calls, key=lambda node: (node.lineno, node.col_offset))
+    file = call.args[0].value if call.args and isinstance(call.args[0], ast.Constant) else None
+    for keyword in call.keywords:
+        value = keyword.value
+        drops = (keyword.arg == "skiprows" and _skips_first_row(value)) or (
+            keyword.arg == "header"
+            and isinstance(value, ast.Constant)
+            and (value.value is None or (isinstance(value.value, int) and value.value >= 1))
+        )
+        if drops and isinstance(file, str):
+            if keyword.arg == "skiprows":
+                effect = "its header line was skipped and a row of data became the column names"
+            elif value.value is None:
+                effect = "its header line was read as data and the columns are numbered 0, 1, 2, ..."
+            else:
+                effect = f"line {value.value} of the file, not its header line, became the column names"
+            return Read(file, f"{keyword.arg}={ast.unparse(value)}", effect)
+    return False
+
+
+def _skips_first_row(value: ast.expr) -> bool:
+    """Whether a ``skiprows`` value skips line 0, the header: ``1``, ``[0]``, ``range(2)``; not
+    ``range(1, 10)`` or a function (those may keep it)."""
+    if isinstance(value, ast.Constant):
+        return isinstance(value.value, int) and not isinstance(value.value, bool) and value.value >= 1
+    if isinstance(value, ast.List | ast.Tuple | ast.Set):
+        return any(isinstance(item, ast.Constant) and item.value == 0 for item in value.elts)
+    if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "range" and value.args:
+        start = value.args[0]
+        return len(value.args) == 1 or (isinstance(start, ast.Constant) and start.value == 0)
+    return False
+
+
+def error_hint(error: CellError, tables: Mapping[str, pd.DataFrame], read: Read | None = None) -> str | None:
+    """A hint for ``error`` given a sample of each input table (by file name), or None; ``read`` is
+    the cells' last file read when it dropped the header row."""
     if not tables:
         return None
     if error.ename == "KeyError":
-        return _missing_columns(_keys(error.evalue), tables, "not found in axis" in error.evalue)
+        keys = _keys(error.evalue)
+        if read is not None and set(keys) & set(_columns(tables).get(read.file, [])):
+            return _header_dropped(read)
+        return _missing_columns(keys, tables, "not found in axis" in error.evalue)
     if error.ename == "NameError" and (match := _NOT_DEFINED.match(error.evalue)):
         return _bare_name(match.group(1), tables)
     if error.ename in ("ValueError", "TypeError") and (match := _NOT_FLOAT.match(error.evalue)):
@@ -160,6 +225,13 @@ def _not_in_this_frame(key: str, columns: dict[str, list[str]]) -> str:
         f"column (a Series) or a selection made without `{key}`. Take it from the whole table, "
         f"df[{key!r}], or keep it when selecting (if df itself was replaced by a selection, read the "
         "file again)."
+    )
+
+
+def _header_dropped(read: Read) -> str:
+    return (
+        f"Hint: {read.file} was last read with {read.argument}: {read.effect}, so no column has its "
+        f"real name. Read it as it is: df = pd.read_csv({read.file!r})."
     )
 
 

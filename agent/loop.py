@@ -18,7 +18,7 @@ import pandas as pd
 from agent import prompts
 from agent.backends.base import Backend, GenerationConfig, Reply
 from agent.backends.stops import repetition_cut
-from agent.hints import error_hint
+from agent.hints import Read, error_hint, header_dropping_read
 from agent.records import Message, Outcome, Status, Step, TrajectoryWriter
 from sandbox.result import ExecutionResult
 
@@ -91,9 +91,12 @@ class _CodeRunner:
         self.seen: list[str] = []  # every output so far, to check the report's answers against
         self.checked = False  # a report goes back for an answer check at most once per run
         self.asked = asked or []  # the @name answers the question asks for
+        self.read: Read | None = None  # the last file read, when it dropped the header row
 
     def run(self, code: str, turn: int) -> tuple[ExecutionResult, str]:
         result = self.sandbox.execute(code, timeout=self.config.cell_timeout_s)
+        if (read := header_dropping_read(code)) is not None:
+            self.read = read or None
         self.ran_lines.update(code_lines(code))
         observation = result.observation(self.config.observation_chars)
         self.seen.append(observation)
@@ -111,7 +114,7 @@ class _CodeRunner:
             self.failed_lines.add(line)
         failure = (key, _failure_kind(result))
         self.failures[failure] += 1
-        hint = error_hint(result.error, self.tables) if result.error is not None else None
+        hint = error_hint(result.error, self.tables, self.read) if result.error is not None else None
         if hint:
             observation += "\n" + hint
         if 2 <= self.failures[failure] < self.config.repeat_error_limit:

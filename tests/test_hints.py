@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from agent.hints import MAX_COLUMNS, error_hint
+from agent.hints import MAX_COLUMNS, Read, error_hint, header_dropping_read
 from sandbox.result import CellError
 
 CARS = pd.DataFrame(
@@ -169,3 +169,46 @@ def test_several_missing_columns_in_one_key():
     assert hint.startswith(
         "Hint: `vehicle_class`, `Hwy` are not columns of mpg.csv.\nDid you mean `class` or `hwy`?"
     )
+
+
+@pytest.mark.parametrize(
+    ("code", "argument"),
+    [
+        ("df = pd.read_csv('mpg.csv', skiprows=1)", "skiprows=1"),
+        ("df = pd.read_csv('mpg.csv',\n                 skiprows=[0])", "skiprows=[0]"),
+        ("df = pd.read_csv('mpg.csv', header=None)", "header=None"),
+        ("x = 1\ndf = pd.read_csv('mpg.csv', header=2)", "header=2"),
+    ],
+)
+def test_a_table_read_without_its_header_row_is_named_as_the_cause(tmp_path, code, argument):
+    # Seen with the tuned 1.5B: "reload the file; ignore the first row as a header", then seven
+    # KeyErrors on columns the file has, each answered by the hint about Series and selections.
+    CARS.to_csv(tmp_path / "mpg.csv", index=False)
+    read = header_dropping_read(code)
+    assert read == Read("mpg.csv", argument, read.effect) and read.effect
+    names = {"pd": pd}
+    exec(code.replace("'mpg.csv'", repr(str(tmp_path / "mpg.csv"))), names)
+    with pytest.raises(KeyError) as info:
+        names["df"]["displ"]  # the file's column, gone from the table as read
+    hint = error_hint(CellError(ename="KeyError", evalue=str(info.value)), TABLES, read)
+    assert hint.startswith(f"Hint: mpg.csv was last read with {argument}: ")
+    assert hint.endswith("Read it as it is: df = pd.read_csv('mpg.csv').")
+    # without that read, the same error gets the usual hint
+    assert "what this line indexes" in error_hint(CellError(ename="KeyError", evalue="'displ'"), TABLES)
+
+
+def test_reads_that_keep_the_header_row_are_not_blamed():
+    for code in (
+        "df = pd.read_csv('mpg.csv')",
+        "df = pd.read_csv('mpg.csv', header=0)",
+        "df = pd.read_csv('mpg.csv', skiprows=range(1, 5))",  # data rows only
+        "df = pd.read_csv('mpg.csv', skiprows=lambda i: i % 2)",
+        "a = pd.read_csv('mpg.csv', skiprows=1)\ndf = pd.read_csv('mpg.csv')",  # the last read counts
+    ):
+        assert header_dropping_read(code) is False, code
+    assert header_dropping_read("print(df.hwy.mean())") is None  # no read: the last one still stands
+    assert header_dropping_read("df = pd.read_csv('mpg.csv'") is None  # does not parse
+    # a key that is no column of the file read that way gets the usual hint
+    read = header_dropping_read("df = pd.read_csv('mpg.csv', skiprows=1)")
+    hint = error_hint(CellError(ename="KeyError", evalue="'vehicle_class'"), TABLES, read)
+    assert hint.startswith("Hint: `vehicle_class` is not a column of mpg.csv.")

@@ -115,6 +115,22 @@ def test_a_text_column_in_a_mean_gets_a_hint_naming_it(tmp_path, small_csv):
     assert result.outcome.status == "report"
 
 
+def test_a_table_read_without_its_header_gets_named_until_read_again(tmp_path, small_csv):
+    skipped = "```python\nimport pandas as pd\ndf = pd.read_csv('shop.csv', skiprows=1)\nprint(df['sales'].sum())\n```"
+    again = "```python\nprint(df['sales'].mean())\n```"  # reads nothing: df is still the skipped one
+    fixed = "```python\ndf = pd.read_csv('shop.csv')\nprint(df['sales'].sum())\n```"
+    series = "```python\nprint(df['price']['sales'])\n```"
+    result, backend = run(tmp_path, small_csv, [skipped, again, fixed, series, "## Final Report\n- done"])
+    header = "Hint: shop.csv was last read with skiprows=1: its header line was skipped"
+    assert header in backend.calls[1][-1].content and header in backend.calls[2][-1].content
+    assert "df = pd.read_csv('shop.csv')." in backend.calls[1][-1].content
+    assert "128" in backend.calls[3][-1].content  # the sum of sales: the plain read worked
+    # after a plain read, a missing column is the usual case again
+    assert header not in backend.calls[4][-1].content
+    assert "`sales` is a column of shop.csv, but what this line indexes" in backend.calls[4][-1].content
+    assert result.outcome.status == "report"
+
+
 def test_corr_given_a_column_gets_a_hint_from_the_kernels_traceback(tmp_path, small_csv):
     failing = "```python\nimport pandas as pd\ndf = pd.read_csv('shop.csv')\nc = df.corr('sales', method='pearson')\n```"
     fixed = "```python\nprint(df.corr(numeric_only=True)['sales'].round(3))\n```"
