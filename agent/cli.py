@@ -31,7 +31,7 @@ def main() -> None:
     "--model",
     default="default",
     show_default=True,
-    help="default (= tuned, the shipped fine-tune) | base (untuned) | tuned | base-1.5b (untuned 1.5B, extra model-1p5b) | a GGUF file | an HF model dir | a LoRA adapter dir | a server's model name",
+    help="default (= tuned, the shipped fine-tune) | base (untuned) | tuned | base-1.5b (untuned 1.5B, extra model-1p5b) | tuned-1.5b (its fine-tune) | a GGUF file | an HF model dir | a LoRA adapter dir | a server's model name",
 )
 @click.option(
     "--backend",

@@ -163,6 +163,20 @@ def _tuned_ships() -> bool:
     return read_manifest() is not None
 
 
+def _shipped_tuned_1p5b() -> ResolvedModel | None:
+    from agent import shipped
+
+    return shipped.shipped_tuned(shipped.TUNED_1P5B_DIR)
+
+
+def _tuned_1p5b_ships() -> bool:
+    """Its adapter ships and the extra holding its base is installed."""
+    from agent import shipped
+
+    installed = package_dir(LARGER_PACKAGES[0]) is not None
+    return installed and shipped.read_manifest(shipped.TUNED_1P5B_DIR) is not None
+
+
 @dataclass(frozen=True)
 class ShippedModel:
     """A tuned model that ``default`` may stand for: ``name`` as ``--model`` spells it, ``ships``
@@ -173,10 +187,17 @@ class ShippedModel:
     resolve: Callable[[], ResolvedModel | None]
 
 
+TUNED_LARGER_NAME = "tuned-1.5b"
+
 # Tuned models that ``default`` tries, in order, before the base. The shipped adapter (agent/tuned/,
 # ``--model tuned``) is the default: on the held-out split it finishes and answers far more tasks
 # than the base under the same loop (docs/RESULTS.md). ``--model base`` is the untuned model.
-SHIPPED: list[ShippedModel] = [ShippedModel("tuned", _tuned_ships, _shipped_tuned)]
+# ``tuned-1.5b`` (agent/tuned_1p5b/, over ``base-1.5b``) comes after it, so it is the default only in
+# an install without the 0.5B adapter: it needs the optional extra, and is slower.
+SHIPPED: list[ShippedModel] = [
+    ShippedModel("tuned", _tuned_ships, _shipped_tuned),
+    ShippedModel(TUNED_LARGER_NAME, _tuned_1p5b_ships, _shipped_tuned_1p5b),
+]
 
 
 def default_name() -> str:
@@ -193,8 +214,8 @@ def _default_model() -> ResolvedModel:
 
 
 def resolve_model(spec: str | os.PathLike[str] | None = None) -> ResolvedModel:
-    """Turn ``default``/``base``/``tuned``/``base-1.5b``/a GGUF path/an HF dir/an adapter dir into a
-    ``ResolvedModel``."""
+    """Turn ``default``/``base``/``tuned``/``base-1.5b``/``tuned-1.5b``/a GGUF path/an HF dir/an adapter
+    dir into a ``ResolvedModel``."""
     text = str(spec) if spec is not None else "default"
     if text == "default":
         return _default_model()
@@ -202,6 +223,12 @@ def resolve_model(spec: str | os.PathLike[str] | None = None) -> ResolvedModel:
         return _base_model()
     if text == LARGER_NAME:
         return ResolvedModel("gguf", larger_gguf(), LARGER_MODEL_ID)
+    if text == TUNED_LARGER_NAME:
+        if (tuned := _shipped_tuned_1p5b()) is None:
+            raise ModelError(
+                f"no {TUNED_LARGER_NAME} model ships with this install (agent/tuned_1p5b/manifest.json is missing)"
+            )
+        return tuned
     if text == "tuned":
         if (tuned := _shipped_tuned()) is None:
             raise ModelError("no tuned model ships with this install (agent/tuned/manifest.json is missing)")
@@ -209,7 +236,8 @@ def resolve_model(spec: str | os.PathLike[str] | None = None) -> ResolvedModel:
     path = Path(text).expanduser()
     if not path.exists():
         raise ModelError(
-            f"no such model: {text} (expected default, base, tuned, {LARGER_NAME}, a .gguf file, or a model dir)"
+            f"no such model: {text} (expected default, base, tuned, {LARGER_NAME}, {TUNED_LARGER_NAME}, "
+            "a .gguf file, or a model dir)"
         )
     if path.is_file():
         if path.suffix.lower() != ".gguf" and not _has_gguf_magic(path):

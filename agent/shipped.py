@@ -28,14 +28,17 @@ from agent.models import ModelError, ResolvedModel, cache_dir
 from agent.records import file_sha256
 
 TUNED_DIR = Path(__file__).parent / "tuned"
+# ``--model tuned-1.5b``: an adapter over the untuned 1.5B (``base-1.5b``, the optional extra
+# model-1p5b); better on closed questions, slower, and not the default (docs/RESULTS.md).
+TUNED_1P5B_DIR = Path(__file__).parent / "tuned_1p5b"
 ADAPTER_FILE = "adapter_model.safetensors"
 MANIFEST_FILE = "manifest.json"
 QUANT = "q8_0"  # not the base's q4_k_m: see the module docstring
 
 
-def read_manifest() -> dict | None:
-    """The shipped adapter's manifest, or None when no adapter ships."""
-    path = TUNED_DIR / MANIFEST_FILE
+def read_manifest(adapter_dir: Path | None = None) -> dict | None:
+    """A shipped adapter's manifest (``TUNED_DIR``'s unless told), or None when that adapter does not ship."""
+    path = (adapter_dir or TUNED_DIR) / MANIFEST_FILE
     if not path.exists():
         return None
     try:
@@ -110,9 +113,11 @@ def _quiet_libraries() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def shipped_tuned() -> ResolvedModel | None:
-    """The tuned GGUF (``--model tuned``), built on first use; None when no adapter ships."""
-    manifest = read_manifest()
+def shipped_tuned(adapter_dir: Path | None = None) -> ResolvedModel | None:
+    """A tuned GGUF (``--model tuned``, or the adapter in ``adapter_dir``), built on first use; None
+    when that adapter does not ship."""
+    adapter_dir = adapter_dir or TUNED_DIR
+    manifest = read_manifest(adapter_dir)
     if manifest is None:
         return None
-    return ResolvedModel("gguf", build_tuned_gguf(TUNED_DIR, manifest), manifest["model_id"])
+    return ResolvedModel("gguf", build_tuned_gguf(adapter_dir, manifest), manifest["model_id"])

@@ -54,7 +54,7 @@ class _TrainGroup(click.Group):
     "--base",
     default="default",
     show_default=True,
-    help="default (= tuned: keep training the shipped adapter) | base (untuned) | tuned | base-1.5b | a GGUF file | an HF model dir",
+    help="default (= tuned: keep training the shipped adapter) | base (untuned) | tuned | base-1.5b | tuned-1.5b | a GGUF file | an HF model dir",
 )
 @click.option("--lora/--full", "lora", default=None, help="train a LoRA adapter (default) or all weights")
 @click.option("--config", "config_file", type=PATH, help="JSON or YAML file of training settings")

