@@ -13,15 +13,17 @@ from agent.models import ModelError, resolve_model
 from agent.records import file_sha256
 
 
-def test_the_package_ships_a_small_adapter_whose_sha256_is_recorded() -> None:
-    manifest = shipped.read_manifest()
-    assert manifest is not None, "agent/tuned/manifest.json is missing"
-    adapter = shipped.TUNED_DIR / shipped.ADAPTER_FILE
+@pytest.mark.parametrize(("folder", "base"), [("TUNED_DIR", "base"), ("TUNED_1P5B_DIR", "base-1.5b")])
+def test_the_package_ships_a_small_adapter_whose_sha256_is_recorded(folder: str, base: str) -> None:
+    adapter_dir = getattr(shipped, folder)
+    manifest = shipped.read_manifest(adapter_dir)
+    assert manifest is not None, f"{adapter_dir}/manifest.json is missing"
+    adapter = adapter_dir / shipped.ADAPTER_FILE
     assert file_sha256(adapter) == manifest["adapter_sha256"]
     assert adapter.stat().st_size == manifest["adapter_bytes"] < 10_000_000
-    config = json.loads((shipped.TUNED_DIR / "adapter_config.json").read_text())
-    assert config["peft_type"] == "LORA" and config["base_model_name_or_path"] == "base"
-    shipped.verify_adapter(shipped.TUNED_DIR, manifest)
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["base_model_name_or_path"] == base
+    shipped.verify_adapter(adapter_dir, manifest)
 
 
 def test_a_corrupt_adapter_fails_in_one_line_before_any_build(
