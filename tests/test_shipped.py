@@ -103,6 +103,7 @@ def test_the_default_is_the_shipped_tuned_model_and_base_is_untuned(
     assert resolve_model("base").path == tmp_path / "b.gguf"
     # With no adapter in the install, the default falls back to the base instead of failing.
     monkeypatch.setattr(shipped, "TUNED_DIR", tmp_path / "none")
+    monkeypatch.setattr(shipped, "TUNED_1P5B_DIR", tmp_path / "none")  # where the extra is installed
     assert resolve_model("default").path == tmp_path / "b.gguf"
 
 
@@ -127,6 +128,7 @@ def test_training_the_default_keeps_training_the_shipped_adapter(
         assert continue_shipped("default", lora) == ("base", lora)
         assert continue_shipped("tuned", lora)[1].init_adapter == str(shipped.TUNED_DIR)
     monkeypatch.setattr(shipped, "TUNED_DIR", tmp_path / "none")
+    monkeypatch.setattr(shipped, "TUNED_1P5B_DIR", tmp_path / "none")  # where the extra is installed
     assert continue_shipped("default", lora) == ("base", lora)
     # An unreadable manifest stops training on default or tuned in one line, and no other base.
     broken = tmp_path / "broken"
@@ -269,3 +271,37 @@ def test_ship_adapter_records_the_base_it_was_trained_over(tmp_path: Path, scrip
         json.loads((tmp_path / "out" / "adapter_config.json").read_text())["base_model_name_or_path"]
         == "base"
     )
+
+
+@pytest.mark.slow
+def test_the_tuned_1p5b_model_builds_where_its_extra_is_installed_and_answers_in_its_training_shape() -> None:
+    if not models._tuned_1p5b_ships():
+        pytest.skip("the model-1p5b extra is not installed (CI leaves it out: 1.1 GB)")
+    from agent.backends.base import GenerationConfig
+    from agent.backends.factory import create_backend
+    from agent.preview import load_input, preview_text
+    from agent.prompts import SYSTEM_PROMPT, first_user_message
+    from agent.records import Message
+
+    manifest = shipped.read_manifest(shipped.TUNED_1P5B_DIR)
+    # the user's cache: a private one would dequantize the 1.5B again (6.7 GB, 11 GiB of RAM)
+    tuned = resolve_model("tuned-1.5b")
+    assert tuned.kind == "gguf" and tuned.model_id == manifest["model_id"] == "analyst-tuned-1.5b-v2"
+    assert tuned.path == shipped.tuned_gguf_path(manifest) and tuned.path.read_bytes()[:4] == b"GGUF"
+    assert resolve_model("default") != tuned  # the 0.5B stays the default
+
+    table = Path(__file__).resolve().parent.parent / "examples" / "sales.csv"
+    messages = [
+        Message(role="system", content=SYSTEM_PROMPT),
+        Message(
+            role="user",
+            content=first_user_message(
+                "Which region has the highest revenue?", [preview_text(load_input(table))]
+            ),
+        ),
+    ]
+    greedy = GenerationConfig(max_new_tokens=80)
+    tuned_reply = create_backend("llamacpp", "tuned-1.5b").generate(messages, greedy).text
+    base_reply = create_backend("llamacpp", "base-1.5b").generate(messages, greedy).text
+    assert "```python" in tuned_reply and "read_csv('sales.csv')" in tuned_reply.replace('"', "'")
+    assert tuned_reply != base_reply
