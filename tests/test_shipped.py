@@ -152,10 +152,6 @@ def test_an_unreadable_manifest_is_one_line(tmp_path: Path, monkeypatch: pytest.
 def test_the_tuned_model_is_a_gguf_built_once_and_it_generates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agent.backends.base import GenerationConfig
-    from agent.backends.factory import create_backend
-    from agent.records import Message
-
     manifest = shipped.read_manifest()
     assert manifest is not None
     # A private cache, so the base is reassembled and dequantized there and the build really runs.
@@ -170,13 +166,20 @@ def test_the_tuned_model_is_a_gguf_built_once_and_it_generates(
     assert resolve_model("tuned").path.stat().st_mtime_ns == stamp  # built once, then reused
     assert resolve_model("default") == tuned  # the shipped fine-tune is the default: docs/RESULTS.md
 
-    # The analyst's own prompts on a small table: the tuned model answers in its training's shape (a
-    # sentence, then one code block that loads the file), and not with the base model's words.
-    from agent.preview import load_input, preview_text
-    from agent.prompts import SYSTEM_PROMPT, first_user_message
-
     table = tmp_path / "sales.csv"
     table.write_text("region,revenue\nNorth,120.5\nSouth,99.0\nEast,143.2\n")
+    _answers_in_its_training_shape("tuned", "base", table)
+
+
+def _answers_in_its_training_shape(tuned: str, base: str, table: Path) -> None:
+    """The analyst's own prompts on ``table`` (named sales.csv): the tuned model answers in its
+    training's shape (a sentence, then one code block that loads the file), and not with its base's words."""
+    from agent.backends.base import GenerationConfig
+    from agent.backends.factory import create_backend
+    from agent.preview import load_input, preview_text
+    from agent.prompts import SYSTEM_PROMPT, first_user_message
+    from agent.records import Message
+
     messages = [
         Message(role="system", content=SYSTEM_PROMPT),
         Message(
@@ -187,8 +190,8 @@ def test_the_tuned_model_is_a_gguf_built_once_and_it_generates(
         ),
     ]
     greedy = GenerationConfig(max_new_tokens=80)
-    tuned_reply = create_backend("llamacpp", "tuned").generate(messages, greedy).text
-    base_reply = create_backend("llamacpp", "base").generate(messages, greedy).text
+    tuned_reply = create_backend("llamacpp", tuned).generate(messages, greedy).text
+    base_reply = create_backend("llamacpp", base).generate(messages, greedy).text
     assert "```python" in tuned_reply and "read_csv('sales.csv')" in tuned_reply.replace('"', "'")
     assert tuned_reply != base_reply
 
@@ -277,12 +280,6 @@ def test_ship_adapter_records_the_base_it_was_trained_over(tmp_path: Path, scrip
 def test_the_tuned_1p5b_model_builds_where_its_extra_is_installed_and_answers_in_its_training_shape() -> None:
     if not models._tuned_1p5b_ships():
         pytest.skip("the model-1p5b extra is not installed (CI leaves it out: 1.1 GB)")
-    from agent.backends.base import GenerationConfig
-    from agent.backends.factory import create_backend
-    from agent.preview import load_input, preview_text
-    from agent.prompts import SYSTEM_PROMPT, first_user_message
-    from agent.records import Message
-
     manifest = shipped.read_manifest(shipped.TUNED_1P5B_DIR)
     # the user's cache: a private one would dequantize the 1.5B again (6.7 GB, 11 GiB of RAM)
     tuned = resolve_model("tuned-1.5b")
@@ -290,18 +287,6 @@ def test_the_tuned_1p5b_model_builds_where_its_extra_is_installed_and_answers_in
     assert tuned.path == shipped.tuned_gguf_path(manifest) and tuned.path.read_bytes()[:4] == b"GGUF"
     assert resolve_model("default") != tuned  # the 0.5B stays the default
 
-    table = Path(__file__).resolve().parent.parent / "examples" / "sales.csv"
-    messages = [
-        Message(role="system", content=SYSTEM_PROMPT),
-        Message(
-            role="user",
-            content=first_user_message(
-                "Which region has the highest revenue?", [preview_text(load_input(table))]
-            ),
-        ),
-    ]
-    greedy = GenerationConfig(max_new_tokens=80)
-    tuned_reply = create_backend("llamacpp", "tuned-1.5b").generate(messages, greedy).text
-    base_reply = create_backend("llamacpp", "base-1.5b").generate(messages, greedy).text
-    assert "```python" in tuned_reply and "read_csv('sales.csv')" in tuned_reply.replace('"', "'")
-    assert tuned_reply != base_reply
+    _answers_in_its_training_shape(
+        "tuned-1.5b", "base-1.5b", Path(__file__).resolve().parent.parent / "examples" / "sales.csv"
+    )
