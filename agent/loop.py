@@ -18,6 +18,7 @@ import pandas as pd
 from agent import prompts
 from agent.backends.base import Backend, GenerationConfig, Reply
 from agent.backends.stops import repetition_cut
+from agent.check import answer_check, typed_in
 from agent.hints import Read, error_hint, header_dropping_read
 from agent.records import Message, Outcome, Status, Step, TrajectoryWriter
 from sandbox.result import ExecutionResult
@@ -46,6 +47,13 @@ class RunConfig:
         },
     )
     resample_temperature: float = field(default=0.7, metadata={"help": "temperature of those draws"})
+    answer_checks: int = field(
+        default=2,
+        metadata={
+            "help": "send a final report back at most this often for asked answers it leaves out or that "
+            "no output shows (agent/check.py); the same report is never sent back twice"
+        },
+    )
     generation: GenerationConfig = field(
         default_factory=lambda: GenerationConfig(
             stop=[prompts.CODE_STOP, "\nOutput:\n```"], max_line_repeats=4
@@ -89,7 +97,7 @@ class _CodeRunner:
         self.errors = 0
         self.successes = 0
         self.seen: list[str] = []  # every output so far, to check the report's answers against
-        self.checked = False  # a report goes back for an answer check at most once per run
+        self.checked: list[str] = []  # the reports sent back by the answer check
         self.asked = asked or []  # the @name answers the question asks for
         self.read: Read | None = None  # the last file read, when it dropped the header row
 
@@ -99,7 +107,8 @@ class _CodeRunner:
             self.read = read or None
         self.ran_lines.update(code_lines(code))
         observation = result.observation(self.config.observation_chars)
-        self.seen.append(observation)
+        if not typed_in(code):  # numbers typed into a cell are no evidence for an answer
+            self.seen.append(observation)
         key = code.strip()
         earlier = self.outputs.get(key)
         self.outputs[key] = (turn, observation)
@@ -295,17 +304,12 @@ def _act(reply: Reply, turn: int, runner: _CodeRunner, history: list[Step], conf
             # and after a run of failed cells, which "you have not run any code" would misdescribe.
             nudge = prompts.NUDGE_REPORT_AFTER_ERRORS if runner.errors else prompts.NUDGE_PREMATURE_REPORT
             return _nudge(step, history, nudge)
-        unsupported = prompts.ungrounded_answers(report, runner.seen)
-        left_out = prompts.left_out_answers(report, runner.asked)
-        if (unsupported or left_out) and not runner.checked and not runner.stuck:
+        if _may_check(report, runner, config) and (note := answer_check(report, runner.seen, runner.asked)):
             # Answers that no output supports were made up or mis-copied, or the report forgot some
-            # the question asks for: one chance to compute and write them.
-            runner.checked = True
-            step.step_kind = "check"
-            notes = [prompts.CHECK_LEFT_OUT.format(answers=_listed(left_out))] if left_out else []
-            if unsupported:
-                notes.append(prompts.CHECK_ANSWERS.format(answers=_listed(unsupported)))
-            step.observation = "\n".join(notes)
+            # the question asks for: a chance to compute and write them. A small model often drops
+            # the @name[value] form from the report it sends again, so a changed report may go back.
+            runner.checked.append(report)
+            step.step_kind, step.observation = "check", note
         return step
     if code is None and history and history[-1].step_kind == "check" and _answers_alone(text, runner.asked):
         # The check asked to send the report again with its answers; a small model often sends only
@@ -328,8 +332,8 @@ def _answers_alone(text: str, asked: list[str]) -> bool:
     return bool(set(prompts.parse_answers(text)) & set(asked))
 
 
-def _listed(answers: list[str]) -> str:
-    return ", ".join(answers[:5]) + (f" and {len(answers) - 5} more" if len(answers) > 5 else "")
+def _may_check(report: str, runner: _CodeRunner, config: RunConfig) -> bool:
+    return len(runner.checked) < config.answer_checks and report not in runner.checked and not runner.stuck
 
 
 def _nudge(step: Step, history: list[Step], message: str) -> Step:

@@ -61,7 +61,8 @@ WRAP_UP_STUCK = (
 
 CHECK_ANSWERS = (
     "Check these answers before you finish: {answers}. They match no number or name in the outputs so "
-    "far. Print them with code first (rounded as asked), then send the final report again."
+    "far. Compute them from the data and print them (rounded as asked), then send the final report "
+    "again with each answer written as @name[value]."
 )
 
 CHECK_LEFT_OUT = (
@@ -69,6 +70,8 @@ CHECK_LEFT_OUT = (
     "each answer written as @name[value], the value taken from the outputs (print it with code first "
     "if no output has it yet)."
 )
+
+CHECK_PRINTED = "Your outputs printed: {values}."
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 _REPORT_HEADING = re.compile(r"^\s*#{1,6}\s*final\s+report\b.*$", re.IGNORECASE | re.MULTILINE)
@@ -151,8 +154,9 @@ def left_out_answers(report: str, asked: list[str]) -> list[str]:
     return [f"@{name}[...]" for name in asked if name not in written]
 
 
-def ungrounded_answers(report: str, outputs: list[str]) -> list[str]:
-    """The ``@name[value]`` answers of a report that nothing printed so far supports, as written.
+def ungrounded_answers(report: str, outputs: list[str], asked: list[str] | None = None) -> list[str]:
+    """The ``@name[value]`` answers of a report that nothing printed so far supports, as written;
+    only those of ``asked`` when it names any (``@figure_001[...]`` is then a caption, not an answer).
 
     A number is supported when some printed number rounds to it at the precision it is written with
     (``28.30`` is supported by ``28.2979``, ``28.39`` is not); a name when it occurs in an output.
@@ -162,6 +166,8 @@ def ungrounded_answers(report: str, outputs: list[str]) -> list[str]:
     numbers = [float(n) for n in _NUMBER.findall(printed)]
     missing = []
     for name, raw in _ANSWER.findall(report):
+        if asked and name not in asked:
+            continue
         value = raw.strip().strip("'\"`").rstrip("%").replace(",", "").strip()
         if not value.strip(". ") or value.lower() in ("value", "name", "code"):
             missing.append(f"@{name}[{raw.strip()}]")

@@ -267,20 +267,57 @@ def test_two_made_up_reports_end_the_run(tmp_path, small_csv):
     assert result.outcome.status == "no_code" and result.outcome.turns == 2
 
 
-def test_a_report_with_answers_no_output_shows_goes_back_once(tmp_path, small_csv):
+def test_a_report_with_answers_no_output_shows_goes_back(tmp_path, small_csv):
     miscopied = "## Final Report\n- The cube sum is large.\n@cube_sum[41.5]"
     result, backend = run(tmp_path, small_csv, [CODE, miscopied, CODE, REPORT], question=QUESTION)
     assert [s.step_kind for s in result.trajectory.steps] == ["code", "check", "code", "report"]
     note = backend.calls[2][-1].content
-    assert "@cube_sum[41.5]" in note and "Print them with code" in note
+    assert "@cube_sum[41.5]" in note and "Compute them from the data" in note
     assert result.outcome.status == "report" and result.outcome.answers == {"cube_sum": str(CUBE_SUM)}
 
 
-def test_the_answer_check_happens_once_then_the_report_stands(tmp_path, small_csv):
+def test_the_same_report_is_sent_back_once_then_it_stands(tmp_path, small_csv):
     miscopied = "## Final Report\n@cube_sum[41.5]"
     result, _ = run(tmp_path, small_csv, [CODE, miscopied, miscopied, CODE], question=QUESTION)
     assert [s.step_kind for s in result.trajectory.steps] == ["code", "check", "report"]
     assert result.outcome.status == "report" and result.outcome.answers == {"cube_sum": "41.5"}
+    # a changed report may go back once more (answer_checks=2), and never a third time
+    reports = [f"## Final Report\n@cube_sum[{n}]" for n in (41.5, 42.5, 43.5)]
+    result, _ = run(tmp_path / "changed", small_csv, [CODE, *reports, CODE], question=QUESTION)
+    assert [s.step_kind for s in result.trajectory.steps] == ["code", "check", "check", "report"]
+    assert result.outcome.answers == {"cube_sum": "43.5"}
+    result, _ = run(tmp_path / "one", small_csv, [CODE, *reports], question=QUESTION, answer_checks=1)
+    assert [s.step_kind for s in result.trajectory.steps] == ["code", "check", "report"]
+
+
+def test_a_report_that_drops_its_answers_after_the_check_goes_back_with_printed_values(tmp_path, small_csv):
+    # Seen with the tuned 1.5B (economics, cigar): the cell printed "corr = -0.927", the report wrote
+    # @corr[0.927]; sent back, the model printed the number it had typed in and sent the report
+    # again with "Corr: 0.927" and no @corr at all, which then stood. Now a typed-in print is no
+    # evidence, the note quotes the printed value, and the changed report goes back once more.
+    question = "What is the negative cube sum? Report @neg[value]."
+    cell = "```python\nimport pandas as pd\ndf = pd.read_csv('shop.csv')\nneg = -(df.sales ** 3).sum()\nprint('neg =', neg)\n```"
+    dropped_sign = f"## Final Report\n- Negative cube sum: @neg[{CUBE_SUM}]"
+    typed = f"```python\nprint('neg =', round({CUBE_SUM}, 3))\n```"
+    no_tags = f"## Final Report\n- Negative cube sum: {CUBE_SUM}"
+    right = f"## Final Report\n- Negative cube sum: @neg[-{CUBE_SUM}]"
+    backend = ScriptedBackend([cell, dropped_sign, typed, no_tags, right])
+    result = analyze([small_csv], question, tmp_path / "run", backend, RunConfig())
+    kinds = [s.step_kind for s in result.trajectory.steps]
+    assert kinds == ["code", "check", "code", "check", "report"]
+    first, second = backend.calls[2][-1].content, backend.calls[4][-1].content
+    assert f"@neg[{CUBE_SUM}]" in first and f"Your outputs printed: neg = -{CUBE_SUM}." in first
+    assert "leaves out @neg[...]" in second and f"neg = -{CUBE_SUM}" in second  # not the typed-in value
+    assert result.outcome.answers == {"neg": f"-{CUBE_SUM}"}
+
+
+def test_captions_are_not_checked_as_answers_on_a_closed_question(tmp_path, small_csv):
+    # Seen with the tuned 1.5B (diabetes/age-groups): "@figure_001[Figure with 1 axes; ...]" was sent
+    # back as an unsupported answer, and the model rewrote its report without any @name form.
+    report = REPORT + "\n@figure_001[a bar chart of sales, by region]"
+    result, _ = run(tmp_path, small_csv, [CODE, report], question=QUESTION)
+    assert [s.step_kind for s in result.trajectory.steps] == ["code", "report"]
+    assert result.outcome.answers["cube_sum"] == str(CUBE_SUM)
 
 
 class GreedyRepeater:
