@@ -311,9 +311,10 @@ def _act(reply: Reply, turn: int, runner: _CodeRunner, history: list[Step], conf
             runner.checked.append(report)
             step.step_kind, step.observation = "check", note
         return step
-    if code is None and history and history[-1].step_kind == "check" and _answers_alone(text, runner.asked):
+    if code is None and runner.checked and _answers_alone(text, runner.asked):
         # The check asked to send the report again with its answers; a small model often sends only
-        # the @name[value] lines. They amend the report sent back (summarize puts them in).
+        # the @name[value] lines, at once or after a cell that computes them. They amend the report
+        # sent back last (summarize puts them in).
         return step
     if code is None:
         return _nudge(step, history, prompts.NUDGE_NO_CODE)
@@ -375,8 +376,11 @@ def summarize(
     report = None
     if last is not None and status == "report":
         report = prompts.extract_report(last.model_text)
-        if report is None and len(steps) > 1 and steps[-2].step_kind == "check":
-            report = prompts.amend_report(prompts.extract_report(steps[-2].model_text) or "", last.model_text)
+        checks = [step for step in steps[:-1] if step.step_kind == "check"]
+        if report is None and checks:
+            report = prompts.amend_report(
+                prompts.extract_report(checks[-1].model_text) or "", last.model_text
+            )
     elif last is not None and status == "no_code":
         report = last.model_text.strip()
     if report is not None and asked is not None and not asked:

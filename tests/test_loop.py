@@ -176,7 +176,14 @@ def test_answers_sent_alone_after_the_check_complete_the_report(tmp_path, small_
     assert result.trajectory.steps[-1].model_text == alone  # the record keeps what the model wrote
     assert str(CUBE_SUM) in result.files["report_md"].read_text()
 
-    # Bare answers are a report only as the reply to a check: anywhere else they get the usual nudge.
+    # ... or after a cell that computes them (statecrime/poverty-correlation, the same model)
+    backend = ScriptedBackend([CODE, forgot, count, alone])
+    result = analyze([small_csv], question, tmp_path / "later", backend, RunConfig())
+    assert [s.step_kind for s in result.trajectory.steps] == ["code", "check", "code", "report"]
+    assert result.outcome.answers == {"cube_sum": str(CUBE_SUM), "n": "10"}
+    assert result.outcome.report.startswith("## Final Report\n- The cube sum is large.")
+
+    # Bare answers are a report only after a check: anywhere else they get the usual nudge.
     result, _ = run(tmp_path / "early", small_csv, [CODE, alone, alone], question=question)
     assert [s.step_kind for s in result.trajectory.steps] == ["code", "nudge", "no_code"]
     # ... and a reply to the check that gives none of the asked answers is nudged too
