@@ -304,7 +304,9 @@ def _act(reply: Reply, turn: int, runner: _CodeRunner, history: list[Step], conf
             # and after a run of failed cells, which "you have not run any code" would misdescribe.
             nudge = prompts.NUDGE_REPORT_AFTER_ERRORS if runner.errors else prompts.NUDGE_PREMATURE_REPORT
             return _nudge(step, history, nudge)
-        if _may_check(report, runner, config) and (note := answer_check(report, runner.seen, runner.asked)):
+        if _may_check(report, turn, runner, config) and (
+            note := answer_check(report, runner.seen, runner.asked)
+        ):
             # Answers that no output supports were made up or mis-copied, or the report forgot some
             # the question asks for: a chance to compute and write them. A small model often drops
             # the @name[value] form from the report it sends again, so a changed report may go back.
@@ -333,8 +335,11 @@ def _answers_alone(text: str, asked: list[str]) -> bool:
     return bool(set(prompts.parse_answers(text)) & set(asked))
 
 
-def _may_check(report: str, runner: _CodeRunner, config: RunConfig) -> bool:
-    return len(runner.checked) < config.answer_checks and report not in runner.checked and not runner.stuck
+def _may_check(report: str, turn: int, runner: _CodeRunner, config: RunConfig) -> bool:
+    """Whether the answer check may send ``report`` back: checks left, a report it has not sent back
+    before, and a turn left to answer it in (on the last turn it would only turn a report into none)."""
+    fresh = report not in runner.checked and not runner.stuck
+    return fresh and len(runner.checked) < config.answer_checks and turn < config.max_turns
 
 
 def _nudge(step: Step, history: list[Step], message: str) -> Step:

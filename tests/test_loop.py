@@ -295,6 +295,11 @@ def test_the_same_report_is_sent_back_once_then_it_stands(tmp_path, small_csv):
     assert result.outcome.answers == {"cube_sum": "43.5"}
     result, _ = run(tmp_path / "one", small_csv, [CODE, *reports], question=QUESTION, answer_checks=1)
     assert [s.step_kind for s in result.trajectory.steps] == ["code", "check", "report"]
+    # never on the last turn: no turn would be left to answer it, and the run would end without a
+    # report (seen with the tuned 0.5B: three runs ended max_turns on a second check on turn 12)
+    result, _ = run(tmp_path / "last", small_csv, [CODE, *reports], question=QUESTION, max_turns=3)
+    assert [s.step_kind for s in result.trajectory.steps] == ["code", "check", "report"]
+    assert result.outcome.status == "report" and result.outcome.answers == {"cube_sum": "42.5"}
 
 
 def test_a_report_that_drops_its_answers_after_the_check_goes_back_with_printed_values(tmp_path, small_csv):
