@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 from agent.models import ModelError, ResolvedModel, cache_dir
 from agent.records import file_sha256
@@ -98,13 +100,21 @@ def build_tuned_gguf(adapter_dir: Path, manifest: dict) -> Path:
 @contextlib.contextmanager
 def _quiet_libraries() -> Iterator[None]:
     """No transformers progress bars or deprecation warnings in a user's run: the one line above says
-    what is happening (a first `analyst run` printed four progress bars and a FutureWarning)."""
+    what is happening (a first `analyst run` printed four progress bars and a FutureWarning).
+
+    transformers' GGUF loader draws its "Converting and de-quantizing GGUF tensors" bar with
+    ``tqdm.auto`` directly, which ``disable_progress_bar`` does not reach: its ``tqdm`` is swapped for
+    a silent one while the build runs."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_loader
     from transformers.utils import logging as hf_logging
 
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        with warnings.catch_warnings():
+        with (
+            mock.patch.object(gguf_loader, "tqdm", functools.partial(gguf_loader.tqdm, disable=True)),
+            warnings.catch_warnings(),
+        ):
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
             yield

@@ -49,6 +49,8 @@ def test_the_first_build_prints_one_line_not_library_progress_bars(
     # build line; the build itself (merge + export) is the slow test's job, so a stand-in makes both.
     import warnings
 
+    import tqdm.auto
+    from transformers import modeling_gguf_pytorch_utils as gguf_loader
     from transformers.utils import logging as hf_logging
 
     from finetune import export
@@ -56,7 +58,10 @@ def test_the_first_build_prints_one_line_not_library_progress_bars(
     monkeypatch.setenv("ANALYST_CACHE", str(tmp_path / "cache"))
 
     def noisy_export(adapter_dir: Path, dest: Path, quant: str) -> Path:
-        for _ in hf_logging.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors..."):
+        for _ in hf_logging.tqdm(range(3), desc="Loading weights"):
+            pass
+        # the GGUF loader's own bar, drawn with tqdm.auto, which disable_progress_bar does not reach
+        for _ in gguf_loader.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors..."):
             pass
         warnings.warn("`is_gradient_checkpointing` is deprecated", FutureWarning, stacklevel=1)
         dest.write_bytes(b"GGUF")
@@ -72,6 +77,7 @@ def test_the_first_build_prints_one_line_not_library_progress_bars(
     err = capsys.readouterr().err
     assert err.splitlines() == [err.strip()] and err.startswith("analyst: building the tuned model once")
     assert hf_logging.is_progress_bar_enabled()  # restored for whatever runs next
+    assert gguf_loader.tqdm is tqdm.auto.tqdm
 
 
 def test_without_a_manifest_the_default_is_the_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
