@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -151,62 +151,21 @@ def larger_gguf() -> Path:
     return assemble(chunks, cache_dir() / "models" / LARGER_FILENAME, LARGER_SHA256, what)
 
 
-def _shipped_tuned() -> ResolvedModel | None:
-    from agent.shipped import shipped_tuned
-
-    return shipped_tuned()
-
-
-def _tuned_ships() -> bool:
-    from agent.shipped import read_manifest
-
-    return read_manifest() is not None
-
-
-def _shipped_tuned_1p5b() -> ResolvedModel | None:
-    from agent import shipped
-
-    return shipped.shipped_tuned(shipped.TUNED_1P5B_DIR)
-
-
-def _tuned_1p5b_ships() -> bool:
-    """Its adapter ships and the extra holding its base is installed."""
-    from agent import shipped
-
-    installed = package_dir(LARGER_PACKAGES[0]) is not None
-    return installed and shipped.read_manifest(shipped.TUNED_1P5B_DIR) is not None
-
-
-@dataclass(frozen=True)
-class ShippedModel:
-    """A tuned model that ``default`` may stand for: ``name`` as ``--model`` spells it, ``ships``
-    a cheap check that its artifact is installed, ``resolve`` the model (which may build it)."""
-
-    name: str
-    ships: Callable[[], bool]
-    resolve: Callable[[], ResolvedModel | None]
-
-
-TUNED_LARGER_NAME = "tuned-1.5b"
-
-# Tuned models that ``default`` tries, in order, before the base. The shipped adapter (agent/tuned/,
-# ``--model tuned``) is the default: on the held-out split it finishes and answers far more tasks
-# than the base under the same loop (docs/RESULTS.md). ``--model base`` is the untuned model.
-# ``tuned-1.5b`` (agent/tuned_1p5b/, over ``base-1.5b``) comes after it, so it is the default only in
-# an install without the 0.5B adapter: it needs the optional extra, and is slower.
-SHIPPED: list[ShippedModel] = [
-    ShippedModel("tuned", _tuned_ships, _shipped_tuned),
-    ShippedModel(TUNED_LARGER_NAME, _tuned_1p5b_ships, _shipped_tuned_1p5b),
-]
+TUNED_LARGER_NAME = "tuned-1.5b"  # agent/tuned_1p5b/ over base-1.5b (agent/shipped.py)
 
 
 def default_name() -> str:
-    """What ``default`` stands for, ``base`` or a SHIPPED name, found without building anything:
-    ``analyst train --base default`` keeps training exactly the model ``analyst run`` uses."""
+    """What ``default`` stands for, ``base`` or a shipped tuned model's name (``agent.shipped.SHIPPED``),
+    found without building anything: ``analyst train --base default`` keeps training exactly the model
+    ``analyst run`` uses."""
+    from agent.shipped import SHIPPED
+
     return next((shipped.name for shipped in SHIPPED if shipped.ships()), "base")
 
 
 def _default_model() -> ResolvedModel:
+    from agent.shipped import SHIPPED
+
     for shipped in SHIPPED:
         if shipped.ships() and (found := shipped.resolve()) is not None:
             return found
@@ -223,16 +182,10 @@ def resolve_model(spec: str | os.PathLike[str] | None = None) -> ResolvedModel:
         return _base_model()
     if text == LARGER_NAME:
         return ResolvedModel("gguf", larger_gguf(), LARGER_MODEL_ID)
-    if text == TUNED_LARGER_NAME:
-        if (tuned := _shipped_tuned_1p5b()) is None:
-            raise ModelError(
-                f"no {TUNED_LARGER_NAME} model ships with this install (agent/tuned_1p5b/manifest.json is missing)"
-            )
-        return tuned
-    if text == "tuned":
-        if (tuned := _shipped_tuned()) is None:
-            raise ModelError("no tuned model ships with this install (agent/tuned/manifest.json is missing)")
-        return tuned
+    if text in ("tuned", TUNED_LARGER_NAME):
+        from agent.shipped import resolve_named
+
+        return resolve_named(text)
     path = Path(text).expanduser()
     if not path.exists():
         raise ModelError(

@@ -1,4 +1,5 @@
-"""The tuned model (`--model tuned`): a LoRA adapter shipped in the package, built into a GGUF once per machine.
+"""The tuned models (`--model tuned`, `tuned-1.5b`): LoRA adapters shipped in the package, each built
+into a GGUF once per machine.
 
 ``agent/tuned/`` holds the adapter this project's own pipeline trained (data, command and figures:
 docs/RESULTS.md) and ``manifest.json`` with the adapter's sha256. On first use the adapter is checked
@@ -23,9 +24,11 @@ import json
 import sys
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
+from agent import models
 from agent.models import ModelError, ResolvedModel, cache_dir
 from agent.records import file_sha256
 
@@ -38,9 +41,9 @@ MANIFEST_FILE = "manifest.json"
 QUANT = "q8_0"  # not the base's q4_k_m: see the module docstring
 
 
-def read_manifest(adapter_dir: Path | None = None) -> dict | None:
-    """A shipped adapter's manifest (``TUNED_DIR``'s unless told), or None when that adapter does not ship."""
-    path = (adapter_dir or TUNED_DIR) / MANIFEST_FILE
+def read_manifest(adapter_dir: Path) -> dict | None:
+    """A shipped adapter's manifest, or None when that adapter does not ship."""
+    path = adapter_dir / MANIFEST_FILE
     if not path.exists():
         return None
     try:
@@ -123,11 +126,60 @@ def _quiet_libraries() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def shipped_tuned(adapter_dir: Path | None = None) -> ResolvedModel | None:
-    """A tuned GGUF (``--model tuned``, or the adapter in ``adapter_dir``), built on first use; None
-    when that adapter does not ship."""
-    adapter_dir = adapter_dir or TUNED_DIR
+def shipped_tuned(adapter_dir: Path) -> ResolvedModel | None:
+    """The tuned GGUF of the adapter in ``adapter_dir``, built on first use; None when it does not ship."""
     manifest = read_manifest(adapter_dir)
     if manifest is None:
         return None
     return ResolvedModel("gguf", build_tuned_gguf(adapter_dir, manifest), manifest["model_id"])
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """A tuned model that ships as a LoRA adapter in the package: ``name`` as ``--model`` spells it,
+    ``adapter_dir`` its folder, ``base`` the ``--model`` name of the untuned model it was trained over
+    (what ``analyst train --base NAME`` keeps training it over)."""
+
+    name: str
+    adapter_dir: Path
+    base: str
+
+    def ships(self) -> bool:
+        """A cheap check, building nothing: its adapter is installed, and so is its base (``base-1.5b``
+        is an optional extra)."""
+        if self.base == models.LARGER_NAME and models.package_dir(models.LARGER_PACKAGES[0]) is None:
+            return False
+        return read_manifest(self.adapter_dir) is not None
+
+    def resolve(self) -> ResolvedModel | None:
+        """Its GGUF, built on first use; None when its adapter does not ship."""
+        return shipped_tuned(self.adapter_dir)
+
+
+# Tuned models that ``default`` tries, in order, before the base. The 0.5B adapter (agent/tuned/,
+# ``--model tuned``) is the default: on the held-out split it finishes and answers far more tasks
+# than the base under the same loop (docs/RESULTS.md). ``--model base`` is the untuned model.
+# ``tuned-1.5b`` comes after it, so it is the default only in an install without the 0.5B adapter:
+# it needs the optional extra, and is slower.
+SHIPPED: list[ShippedModel] = [
+    ShippedModel("tuned", TUNED_DIR, "base"),
+    ShippedModel(models.TUNED_LARGER_NAME, TUNED_1P5B_DIR, models.LARGER_NAME),
+]
+
+
+def named(name: str) -> ShippedModel:
+    """The shipped model ``--model NAME`` names; a one-line error when this install has none by that name."""
+    for shipped in SHIPPED:
+        if shipped.name == name:
+            return shipped
+    raise ModelError(f"no {name} model ships with this install")
+
+
+def resolve_named(name: str) -> ResolvedModel:
+    """``--model tuned`` / ``tuned-1.5b``: its GGUF, or a one-line error when its adapter is missing."""
+    shipped = named(name)
+    if (found := shipped.resolve()) is None:
+        raise ModelError(
+            f"no {name} model ships with this install ({shipped.adapter_dir / MANIFEST_FILE} is missing)"
+        )
+    return found

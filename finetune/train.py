@@ -94,23 +94,22 @@ def continue_shipped(base: str, config: TrainConfig) -> tuple[str, TrainConfig]:
     ``default`` is the model ``analyst run`` uses (``agent.models.default_name``: ``tuned`` when the
     adapter ships, else ``base``); with an explicit ``init_adapter`` it is ``base``, the base this
     project's adapters are trained over."""
-    from agent.models import LARGER_NAME, TUNED_LARGER_NAME, ModelError, default_name
-    from agent.shipped import TUNED_1P5B_DIR, TUNED_DIR, read_manifest
+    from agent.models import ModelError, default_name
+    from agent.shipped import SHIPPED, read_manifest
 
-    if base not in ("default", "tuned", TUNED_LARGER_NAME):
+    over = {shipped.name: shipped for shipped in SHIPPED}  # each shipped adapter, with its base
+    if base != "default" and base not in over:
         return base, config  # a path: the shipped adapters' manifests are none of its business
     try:
         if base == "default":
             base = default_name() if not config.init_adapter else "base"
-        # each shipped adapter and the base it was trained over
-        over = {"tuned": (TUNED_DIR, "base"), TUNED_LARGER_NAME: (TUNED_1P5B_DIR, LARGER_NAME)}.get(base)
-        shipped = over is not None and read_manifest(over[0]) is not None
+        shipped = over.get(base)
+        ships = shipped is not None and read_manifest(shipped.adapter_dir) is not None
     except ModelError as exc:
         raise TrainError(str(exc)) from exc
-    if over is None or config.mode != "lora" or config.init_adapter or not shipped:
+    if shipped is None or config.mode != "lora" or config.init_adapter or not ships:
         return base, config
-    adapter_dir, untuned = over
-    return untuned, dataclasses.replace(config, init_adapter=str(adapter_dir))
+    return shipped.base, dataclasses.replace(config, init_adapter=str(shipped.adapter_dir))
 
 
 def prepare_out(out: Path, resume: bool) -> Path | None:

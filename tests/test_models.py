@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
-from agent import models
+from agent import models, shipped
 from agent.models import ModelError, assemble, chunk_paths, resolve_model
 from agent.records import file_sha256
 
@@ -25,6 +26,20 @@ def make_chunk_packages(root: Path, name: str, parts: list[bytes]) -> list[str]:
     return packages
 
 
+@dataclasses.dataclass(frozen=True)
+class _FakeShipped(shipped.ShippedModel):
+    """A shipped model that is installed or not, and resolves to a given model, building nothing."""
+
+    installed: bool = False
+    model: models.ResolvedModel | None = None
+
+    def ships(self) -> bool:
+        return self.installed
+
+    def resolve(self) -> models.ResolvedModel | None:
+        return self.model
+
+
 PARTS = [b"GGUF" + bytes(range(256)) * 40, b"middle" * 1000, b"tail-bytes"]
 SHA = hashlib.sha256(b"".join(PARTS)).hexdigest()
 
@@ -38,7 +53,7 @@ def fake_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(models, "DEFAULT_PACKAGES", tuple(packages))
     monkeypatch.setattr(models, "DEFAULT_SHA256", SHA)
     monkeypatch.setenv("ANALYST_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(models, "SHIPPED", [])
+    monkeypatch.setattr(shipped, "SHIPPED", [])
     return tmp_path / "cache"
 
 
@@ -86,11 +101,11 @@ def test_resolve_default_and_base(fake_default: Path) -> None:
     base = resolve_model("base")
     assert base.kind == "gguf" and base.path.read_bytes() == b"".join(PARTS)
     assert resolve_model(None) == base == resolve_model("default")
-    shipped = models.ResolvedModel("adapter", fake_default, "tuned", base=base)
-    models.SHIPPED.append(models.ShippedModel("mine", lambda: False, lambda: shipped))
+    tuned = models.ResolvedModel("adapter", fake_default, "tuned", base=base)
+    shipped.SHIPPED.append(_FakeShipped("mine", fake_default, "base", installed=False, model=tuned))
     assert resolve_model("default") == base and models.default_name() == "base"  # not installed
-    models.SHIPPED.append(models.ShippedModel("tuned", lambda: True, lambda: shipped))
-    assert resolve_model("default") == shipped and models.default_name() == "tuned"
+    shipped.SHIPPED.append(_FakeShipped("tuned", fake_default, "base", installed=True, model=tuned))
+    assert resolve_model("default") == tuned and models.default_name() == "tuned"
     assert resolve_model("base") == base
 
 

