@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -63,8 +64,13 @@ class ExecutionResult(BaseModel):
             parts.append(self.result)
         for item in self.displays:
             if item.path:
+                # figures/figure_001.png, not the absolute path: the run's folder is no business of the
+                # model's, and two runs written to different folders would read different tokens
+                path = Path(item.path)
                 size = f" {item.width}x{item.height}" if item.width else ""
-                parts.append(f"[figure saved: {item.path}{size}] {item.description}".rstrip())
+                parts.append(
+                    f"[figure saved: {path.parent.name}/{path.name}{size}] {item.description}".rstrip()
+                )
             elif item.text:
                 parts.append(f"[{item.mime} output, {len(item.text)} characters]")
         parts.extend(f"[{note}]" for note in self.notes)

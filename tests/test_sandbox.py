@@ -76,6 +76,10 @@ def test_plot_becomes_png_file_without_savefig(sandbox: KernelSandbox) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     item = result.displays[0]
     assert item.width and item.height and item.width > 100
+    # the model reads the figure's path inside the run, not where the run was written
+    observation = result.observation()
+    assert f"[figure saved: {path.parent.name}/{path.name} " in observation
+    assert str(path.parent.parent) not in observation
     assert "Sales by month" in item.description and "1 lines" in item.description
     again = sandbox.execute("plt.bar(['a', 'b'], [1, 2])")
     assert len(again.figures) == 1 and again.figures[0] != result.figures[0]
