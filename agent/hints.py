@@ -51,10 +51,17 @@ class Read:
     effect: str  # what it did to the columns, in words
 
 
-def header_dropping_read(code: str) -> Read | None | bool:
-    """The last ``read_csv``/``read_table`` call of ``code``: a ``Read`` when it skips the header row
-    (``skiprows=...``, ``header=None``, ``header=1``), False when it reads the file as it is, None when
-    the cell reads no file (or does not parse)."""
+def read_after(code: str, before: Read | None = None) -> Read | None:
+    """The header-dropping read that stands once ``code`` has run, given the one that stood ``before``.
+
+    The cell's last ``read_csv``/``read_table`` call decides: a ``Read`` when it skips the header row
+    (``skiprows=...``, ``header=None``, ``header=1``), None when it reads the file as it is. A cell that
+    reads no file (or does not parse) leaves ``before`` standing."""
+    call = _last_read_call(code)
+    return before if call is None else _header_dropped_by(call)
+
+
+def _last_read_call(code: str) -> ast.Call | None:
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
@@ -66,9 +73,10 @@ def header_dropping_read(code: str) -> Read | None | bool:
         and isinstance(node.func, ast.Attribute | ast.Name)
         and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("read_csv", "read_table")
     ]
-    if not calls:
-        return None
-    call = max(calls, key=lambda node: (node.lineno, node.col_offset))
+    return max(calls, key=lambda node: (node.lineno, node.col_offset), default=None)
+
+
+def _header_dropped_by(call: ast.Call) -> Read | None:
     file = call.args[0].value if call.args and isinstance(call.args[0], ast.Constant) else None
     for keyword in call.keywords:
         value = keyword.value
@@ -85,7 +93,7 @@ def header_dropping_read(code: str) -> Read | None | bool:
             else:
                 effect = f"line {value.value} of the file, not its header line, became the column names"
             return Read(file, f"{keyword.arg}={ast.unparse(value)}", effect)
-    return False
+    return None
 
 
 def _skips_first_row(value: ast.expr) -> bool:

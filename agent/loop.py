@@ -19,7 +19,7 @@ from agent import prompts
 from agent.backends.base import Backend, GenerationConfig, Reply
 from agent.backends.stops import repetition_cut
 from agent.check import answer_check, typed_in
-from agent.hints import Read, error_hint, header_dropping_read
+from agent.hints import Read, error_hint, read_after
 from agent.records import Message, Outcome, Status, Step, TrajectoryWriter
 from sandbox.result import ExecutionResult
 
@@ -103,8 +103,7 @@ class _CodeRunner:
 
     def run(self, code: str, turn: int) -> tuple[ExecutionResult, str]:
         result = self.sandbox.execute(code, timeout=self.config.cell_timeout_s)
-        if (read := header_dropping_read(code)) is not None:
-            self.read = read or None
+        self.read = read_after(code, self.read)
         self.ran_lines.update(code_lines(code))
         observation = result.observation(self.config.observation_chars)
         if not typed_in(code):  # numbers typed into a cell are no evidence for an answer

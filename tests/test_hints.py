@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from agent.hints import MAX_COLUMNS, Read, error_hint, header_dropping_read
+from agent.hints import MAX_COLUMNS, Read, error_hint, read_after
 from sandbox.result import CellError
 
 CARS = pd.DataFrame(
@@ -184,7 +184,7 @@ def test_a_table_read_without_its_header_row_is_named_as_the_cause(tmp_path, cod
     # Seen with the tuned 1.5B: "reload the file; ignore the first row as a header", then seven
     # KeyErrors on columns the file has, each answered by the hint about Series and selections.
     CARS.to_csv(tmp_path / "mpg.csv", index=False)
-    read = header_dropping_read(code)
+    read = read_after(code)
     assert read == Read("mpg.csv", argument, read.effect) and read.effect
     names = {"pd": pd}
     exec(code.replace("'mpg.csv'", repr(str(tmp_path / "mpg.csv"))), names)
@@ -197,6 +197,9 @@ def test_a_table_read_without_its_header_row_is_named_as_the_cause(tmp_path, cod
     assert "what this line indexes" in error_hint(CellError(ename="KeyError", evalue="'displ'"), TABLES)
 
 
+SKIPPED = Read("mpg.csv", "skiprows=1", "its header line was skipped")
+
+
 def test_reads_that_keep_the_header_row_are_not_blamed():
     for code in (
         "df = pd.read_csv('mpg.csv')",
@@ -205,10 +208,10 @@ def test_reads_that_keep_the_header_row_are_not_blamed():
         "df = pd.read_csv('mpg.csv', skiprows=lambda i: i % 2)",
         "a = pd.read_csv('mpg.csv', skiprows=1)\ndf = pd.read_csv('mpg.csv')",  # the last read counts
     ):
-        assert header_dropping_read(code) is False, code
-    assert header_dropping_read("print(df.hwy.mean())") is None  # no read: the last one still stands
-    assert header_dropping_read("df = pd.read_csv('mpg.csv'") is None  # does not parse
+        assert read_after(code, before=SKIPPED) is None, code  # a plain read clears the earlier one
+    assert read_after("print(df.hwy.mean())", before=SKIPPED) is SKIPPED  # no read: the last one stands
+    assert read_after("df = pd.read_csv('mpg.csv'", before=SKIPPED) is SKIPPED  # does not parse
     # a key that is no column of the file read that way gets the usual hint
-    read = header_dropping_read("df = pd.read_csv('mpg.csv', skiprows=1)")
+    read = read_after("df = pd.read_csv('mpg.csv', skiprows=1)")
     hint = error_hint(CellError(ename="KeyError", evalue="'vehicle_class'"), TABLES, read)
     assert hint.startswith("Hint: `vehicle_class` is not a column of mpg.csv.")
