@@ -151,9 +151,6 @@ def larger_gguf() -> Path:
     return assemble(chunks, cache_dir() / "models" / LARGER_FILENAME, LARGER_SHA256, what)
 
 
-TUNED_LARGER_NAME = "tuned-1.5b"  # agent/tuned_1p5b/ over base-1.5b (agent/shipped.py)
-
-
 def default_name() -> str:
     """What ``default`` stands for, ``base`` or a shipped tuned model's name (``agent.shipped.SHIPPED``),
     found without building anything: ``analyst train --base default`` keeps training exactly the model
@@ -182,16 +179,14 @@ def resolve_model(spec: str | os.PathLike[str] | None = None) -> ResolvedModel:
         return _base_model()
     if text == LARGER_NAME:
         return ResolvedModel("gguf", larger_gguf(), LARGER_MODEL_ID)
-    if text in ("tuned", TUNED_LARGER_NAME):
-        from agent.shipped import resolve_named
+    from agent.shipped import SHIPPED, named
 
-        return resolve_named(text)
+    if (shipped := named(text)) is not None:
+        return shipped.require()
     path = Path(text).expanduser()
     if not path.exists():
-        raise ModelError(
-            f"no such model: {text} (expected default, base, tuned, {LARGER_NAME}, {TUNED_LARGER_NAME}, "
-            "a .gguf file, or a model dir)"
-        )
+        names = ", ".join(["default", "base", LARGER_NAME, *(shipped.name for shipped in SHIPPED)])
+        raise ModelError(f"no such model: {text} (expected {names}, a .gguf file, or a model dir)")
     if path.is_file():
         if path.suffix.lower() != ".gguf" and not _has_gguf_magic(path):
             raise ModelError(f"{text} is not a GGUF file")

@@ -155,6 +155,14 @@ class ShippedModel:
         """Its GGUF, built on first use; None when its adapter does not ship."""
         return shipped_tuned(self.adapter_dir)
 
+    def require(self) -> ResolvedModel:
+        """``--model NAME``: its GGUF, or a one-line error when its adapter is missing."""
+        if (found := self.resolve()) is None:
+            raise ModelError(
+                f"no {self.name} model ships with this install ({self.adapter_dir / MANIFEST_FILE} is missing)"
+            )
+        return found
+
 
 # Tuned models that ``default`` tries, in order, before the base. The 0.5B adapter (agent/tuned/,
 # ``--model tuned``) is the default: on the held-out split it finishes and answers far more tasks
@@ -163,23 +171,10 @@ class ShippedModel:
 # it needs the optional extra, and is slower.
 SHIPPED: list[ShippedModel] = [
     ShippedModel("tuned", TUNED_DIR, "base"),
-    ShippedModel(models.TUNED_LARGER_NAME, TUNED_1P5B_DIR, models.LARGER_NAME),
+    ShippedModel("tuned-1.5b", TUNED_1P5B_DIR, models.LARGER_NAME),
 ]
 
 
-def named(name: str) -> ShippedModel:
-    """The shipped model ``--model NAME`` names; a one-line error when this install has none by that name."""
-    for shipped in SHIPPED:
-        if shipped.name == name:
-            return shipped
-    raise ModelError(f"no {name} model ships with this install")
-
-
-def resolve_named(name: str) -> ResolvedModel:
-    """``--model tuned`` / ``tuned-1.5b``: its GGUF, or a one-line error when its adapter is missing."""
-    shipped = named(name)
-    if (found := shipped.resolve()) is None:
-        raise ModelError(
-            f"no {name} model ships with this install ({shipped.adapter_dir / MANIFEST_FILE} is missing)"
-        )
-    return found
+def named(name: str) -> ShippedModel | None:
+    """The shipped model ``--model NAME`` names, or None."""
+    return next((shipped for shipped in SHIPPED if shipped.name == name), None)
