@@ -56,7 +56,7 @@ def answer_check(report: str, outputs: list[str], asked: list[str]) -> str | Non
     notes = [prompts.CHECK_LEFT_OUT.format(answers=_listed(left_out))] if left_out else []
     if unsupported:
         notes.append(prompts.CHECK_ANSWERS.format(answers=_listed(unsupported)))
-    names = list(dict.fromkeys(prompts.parse_answers(" ".join(left_out + unsupported))))
+    names = list(prompts.parse_answers(" ".join(left_out + unsupported)))  # each name once, in order
     if printed := printed_values(outputs, names):
         notes.append(prompts.CHECK_PRINTED.format(values="; ".join(f"{n} = {v}" for n, v in printed.items())))
     return "\n".join(notes)

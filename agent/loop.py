@@ -380,8 +380,7 @@ def summarize(
     report = None
     if last is not None and status == "report":
         report = prompts.extract_report(last.model_text)
-        checks = [step for step in steps[:-1] if step.step_kind == "check"]
-        if report is None and checks:
+        if report is None and (checks := [step for step in steps[:-1] if step.step_kind == "check"]):
             report = prompts.amend_report(
                 prompts.extract_report(checks[-1].model_text) or "", last.model_text
             )
